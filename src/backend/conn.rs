@@ -1,0 +1,185 @@
+//! One raw, authenticated connection from pgroute to a PostgreSQL node.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::BackendError;
+use crate::protocol::split_frame;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Who pgroute logs in as, and where.
+#[derive(Debug, Clone)]
+pub struct Login<'a> {
+    pub addr: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub database: &'a str,
+    pub timeout: Duration,
+}
+
+/// An authenticated server connection, idle at ReadyForQuery.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// Unique in this process; names the connection in logs.
+    pub id: u64,
+    pub stream: TcpStream,
+    /// Bytes read from the server and not processed yet.
+    pub buf: BytesMut,
+    /// ParameterStatus values the server reported.
+    pub server_params: BTreeMap<String, String>,
+    /// Session parameters pgroute has set on this connection for the current client
+    /// (startup parameters and SET), so the next client only re-sends what differs.
+    pub session_params: BTreeMap<String, String>,
+    /// pgroute's own prepared statements (by registry id) that exist on this connection.
+    pub prepared: HashSet<u64>,
+    /// BackendKeyData, for forwarding a client's CancelRequest.
+    pub backend_pid: i32,
+    pub backend_secret: i32,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl ServerConn {
+    /// Connects and authenticates (SCRAM-SHA-256, md5, cleartext or trust, as the node asks).
+    pub async fn connect(login: &Login<'_>) -> Result<ServerConn, BackendError> {
+        let fut = Self::connect_inner(login);
+        match tokio::time::timeout(login.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(login.timeout)),
+        }
+    }
+
+    async fn connect_inner(login: &Login<'_>) -> Result<ServerConn, BackendError> {
+        let stream = TcpStream::connect(login.addr)
+            .await
+            .map_err(BackendError::Connect)?;
+        stream.set_nodelay(true).map_err(BackendError::Connect)?;
+        let now = Instant::now();
+        let mut conn = ServerConn {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            server_params: BTreeMap::new(),
+            session_params: BTreeMap::new(),
+            prepared: HashSet::new(),
+            backend_pid: 0,
+            backend_secret: 0,
+            created: now,
+            last_used: now,
+        };
+        let mut out = BytesMut::new();
+        let params = [
+            ("user", login.user),
+            ("database", login.database),
+            ("application_name", "pgroute"),
+        ];
+        frontend::startup_message(params.iter().copied(), &mut out).map_err(BackendError::Io)?;
+        conn.write(&out).await?;
+        conn.authenticate(login).await?;
+        Ok(conn)
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.stream.write_all(bytes).await.map_err(BackendError::Io)
+    }
+
+    /// Reads the next whole frame from the server.
+    pub async fn read_frame(&mut self) -> Result<BytesMut, BackendError> {
+        loop {
+            if let Some(frame) = split_frame(&mut self.buf)? {
+                return Ok(frame);
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(BackendError::Io)?;
+            if n == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, login: &Login<'_>) -> Result<(), BackendError> {
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let frame = self.read_frame().await?;
+            if frame[0] == b'E' {
+                return Err(BackendError::Refused(frame.freeze()));
+            }
+            let mut copy = frame.clone();
+            let msg = Message::parse(&mut copy)
+                .map_err(BackendError::Io)?
+                .ok_or(BackendError::Protocol("truncated startup message"))?;
+            let mut out = BytesMut::new();
+            match msg {
+                Message::AuthenticationOk | Message::NoticeResponse(_) => {}
+                Message::AuthenticationCleartextPassword => {
+                    frontend::password_message(login.password.as_bytes(), &mut out)
+                        .map_err(BackendError::Io)?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let hash = postgres_protocol::authentication::md5_hash(
+                        login.user.as_bytes(),
+                        login.password.as_bytes(),
+                        body.salt(),
+                    );
+                    frontend::password_message(hash.as_bytes(), &mut out)
+                        .map_err(BackendError::Io)?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mut mechs = body.mechanisms();
+                    let mut has_scram = false;
+                    while let Some(m) = mechs.next().map_err(BackendError::Io)? {
+                        has_scram |= m == SCRAM_SHA_256;
+                    }
+                    if !has_scram {
+                        return Err(BackendError::Protocol("server offers no SCRAM-SHA-256"));
+                    }
+                    let s =
+                        ScramSha256::new(login.password.as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
+                        .map_err(BackendError::Io)?;
+                    scram = Some(s);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or(BackendError::Protocol("unexpected SASL"))?;
+                    s.update(body.data()).map_err(BackendError::Io)?;
+                    frontend::sasl_response(s.message(), &mut out).map_err(BackendError::Io)?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or(BackendError::Protocol("unexpected SASL"))?;
+                    s.finish(body.data()).map_err(BackendError::Io)?;
+                }
+                Message::ParameterStatus(body) => {
+                    let name = body.name().map_err(BackendError::Io)?.to_owned();
+                    let value = body.value().map_err(BackendError::Io)?.to_owned();
+                    self.server_params.insert(name, value);
+                }
+                Message::BackendKeyData(body) => {
+                    self.backend_pid = body.process_id();
+                    self.backend_secret = body.secret_key();
+                }
+                Message::ReadyForQuery(_) => return Ok(()),
+                _ => return Err(BackendError::Protocol("unexpected message during login")),
+            }
+            if !out.is_empty() {
+                self.write(&out).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Server connection pools, one per (node, user, database).
+//!
+//! A pool hands out a connection for one transaction (or one statement outside a transaction);
+//! the session gives it back only when the server said ReadyForQuery 'I' with nothing pending.
+//! A connection that is dropped instead of released is closed, so a dirty connection never
+//! returns to the pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{BackendError, Login, Node, ServerConn};
+
+/// Limits shared by every pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    pub connect_timeout: Duration,
+    pub checkout_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Connections to one node for one (user, database).
+#[derive(Debug)]
+pub struct Pool {
+    pub node: Arc<Node>,
+    user: String,
+    password: String,
+    database: String,
+    settings: PoolSettings,
+    idle: Mutex<Vec<ServerConn>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pool {
+    /// Takes an idle connection or opens a new one, waiting at most `checkout_timeout` for room.
+    pub async fn acquire(self: &Arc<Self>) -> Result<PooledConn, BackendError> {
+        let wait = self.settings.checkout_timeout;
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| BackendError::PoolTimeout(wait))?
+            .map_err(|_| BackendError::PoolTimeout(wait))?;
+        let conn = match self.take_idle() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        self.node.begin_work();
+        Ok(PooledConn {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    fn take_idle(&self) -> Option<ServerConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(conn) = idle.pop() {
+            if conn.last_used.elapsed() < self.settings.idle_timeout && still_open(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<ServerConn, BackendError> {
+        let login = Login {
+            addr: &self.node.addr,
+            user: &self.user,
+            password: &self.password,
+            database: &self.database,
+            timeout: self.settings.connect_timeout,
+        };
+        match ServerConn::connect(&login).await {
+            Ok(conn) => {
+                self.node.mark_up();
+                tracing::debug!(node = %self.node.name, conn = conn.id, "server connection opened");
+                Ok(conn)
+            }
+            // A login refused by the server says nothing about the node's health.
+            Err(e @ BackendError::Refused(_)) => Err(e),
+            Err(e) => {
+                self.node.mark_down(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes every idle connection (after the node failed).
+    pub fn purge(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn put(&self, mut conn: ServerConn) {
+        conn.last_used = Instant::now();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+}
+
+/// True unless the server has closed the socket (or sent something unasked) while it sat idle.
+fn still_open(conn: &ServerConn) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// A connection lent to one client.
+#[derive(Debug)]
+pub struct PooledConn {
+    conn: Option<ServerConn>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledConn {
+    pub fn node(&self) -> &Arc<Node> {
+        &self.pool.node
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Gives a clean connection (ReadyForQuery 'I', nothing pending) back to its pool.
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(conn);
+        }
+    }
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = ServerConn;
+    fn deref(&self) -> &ServerConn {
+        // `conn` is only None after `release`, which consumes self.
+        self.conn
+            .as_ref()
+            .expect("pooled connection used after release")
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut ServerConn {
+        self.conn
+            .as_mut()
+            .expect("pooled connection used after release")
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        self.pool.node.end_work();
+        if let Some(conn) = &self.conn {
+            tracing::debug!(node = %self.pool.node.name, conn = conn.id, "server connection closed");
+        }
+    }
+}
+
+/// Every pool, created on first use.
+#[derive(Debug)]
+pub struct Pools {
+    settings: PoolSettings,
+    pools: Mutex<HashMap<(usize, String, String), Arc<Pool>>>,
+}
+
+impl Pools {
+    pub fn new(settings: PoolSettings) -> Self {
+        Pools {
+            settings,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool for `node` as `user` (logging in with `password`) on `database`.
+    pub fn get(&self, node: &Arc<Node>, user: &str, password: &str, database: &str) -> Arc<Pool> {
+        let key = (node.id, user.to_owned(), database.to_owned());
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Pool {
+                    node: node.clone(),
+                    user: user.to_owned(),
+                    password: password.to_owned(),
+                    database: database.to_owned(),
+                    settings: self.settings.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(self.settings.max_size)),
+                })
+            })
+            .clone()
+    }
+
+    /// Closes the idle connections of every pool of `node`.
+    pub fn purge_node(&self, node: usize) {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        for pool in pools.values().filter(|p| p.node.id == node) {
+            pool.purge();
+        }
+    }
+}

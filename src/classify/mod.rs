@@ -1,0 +1,338 @@
+//! Statement classification: SQL text in, [`Classification`] out.
+//!
+//! [`classify`] is a pure function — no I/O, no caches, no state between
+//! calls — and it is conservative: anything not provably a read goes to the
+//! primary. A statement is [`Target::Read`] only when it is a kind known to
+//! be read-only (`SELECT`, `VALUES`, `TABLE`, `SHOW`, `EXPLAIN` of those) and
+//! nothing in it writes, locks rows or needs the primary (see
+//! [`functions::SIDE_EFFECT_FUNCTIONS`]); everything else, including text
+//! that cannot be parsed, is [`Target::Write`]. Alongside the target it
+//! reports what the session layer must track: transaction control, session
+//! parameter changes, and state that pins the session to one server
+//! connection.
+//!
+//! The text is tokenized and parsed with sqlparser's PostgreSQL dialect one
+//! statement at a time, so a statement sqlparser rejects does not hide the
+//! others; a small keyword-level fallback covers the session and
+//! transaction forms PostgreSQL accepts but sqlparser 0.64 does not.
+
+mod fallback;
+pub mod functions;
+mod session;
+mod statement;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use tokens::StatementTokens;
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Provably read-only: may go to a replica.
+    Read,
+    /// Everything else: must go to the primary.
+    Write,
+}
+
+/// Transaction control found in the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnControl {
+    /// `BEGIN` / `START TRANSACTION`; `read_only` when `READ ONLY` is given.
+    Begin {
+        /// The transaction was opened `READ ONLY`.
+        read_only: bool,
+    },
+    /// `COMMIT`, `END`, `COMMIT PREPARED`, `PREPARE TRANSACTION`.
+    Commit,
+    /// `ROLLBACK`, `ABORT`, `ROLLBACK PREPARED` (not `ROLLBACK TO SAVEPOINT`).
+    Rollback,
+    /// `SAVEPOINT`, `RELEASE [SAVEPOINT]`, `ROLLBACK TO [SAVEPOINT]`.
+    Savepoint,
+    /// `SET TRANSACTION …` or `SET SESSION CHARACTERISTICS AS TRANSACTION …`.
+    SetTransaction {
+        /// `READ ONLY` was given.
+        read_only: bool,
+    },
+}
+
+/// A change to a session parameter that the proxy tracks and replays on
+/// other server connections. It describes what the statement asks for: apply
+/// it only once the server has accepted the statement (and remember that
+/// PostgreSQL undoes a `SET` made in a transaction that rolls back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamChange {
+    /// `SET [SESSION] name {TO | =} value`. `name` is lower-case (`SET TIME
+    /// ZONE` → `timezone`, `SET NAMES` → `client_encoding`, `SET SCHEMA` →
+    /// `search_path`); `value` is the client's SQL text, to re-issue as
+    /// `SET name TO value`, e.g. `'UTC'` or `public, "$user"`.
+    Set {
+        /// Lower-case parameter name, possibly dotted (`pgroute.min_lsn`).
+        name: String,
+        /// The value as SQL text.
+        value: String,
+    },
+    /// `RESET name`, and `SET name TO DEFAULT`.
+    Reset {
+        /// Lower-case parameter name.
+        name: String,
+    },
+    /// `RESET ALL`, and `DISCARD ALL`.
+    ResetAll,
+}
+
+/// Why a statement pins the client session to one server connection: it
+/// creates state that cannot move to another connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinReason {
+    /// `CREATE TEMP TABLE/VIEW/SEQUENCE`, `SELECT … INTO TEMP`.
+    TempTable,
+    /// `LISTEN channel`.
+    Listen,
+    /// A session-level advisory lock (`pg_advisory_lock`, `pg_try_advisory_lock`, `…_shared`).
+    AdvisoryLock,
+    /// `DECLARE … WITH HOLD`.
+    HoldCursor,
+    /// `SET SESSION AUTHORIZATION`, `SET ROLE`.
+    SessionAuthorization,
+    /// SQL-level `PREPARE`.
+    SqlPrepare,
+}
+
+/// Everything the proxy needs to know about one query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// Where it may run: `Read` only if every statement is a read.
+    pub target: Target,
+    /// The first transaction-control statement.
+    pub txn: Option<TxnControl>,
+    /// Session parameter changes, in statement order.
+    pub params: Vec<ParamChange>,
+    /// The first pin found.
+    pub pin: Option<PinReason>,
+    /// Some statement may release a pin: `UNLISTEN *`,
+    /// `pg_advisory_unlock_all()`, `DISCARD ALL`, `DEALLOCATE ALL`.
+    pub unpin: bool,
+    /// A `DISCARD ALL` was found.
+    pub discard_all: bool,
+    /// Number of statements (0 for empty, whitespace- or comment-only text),
+    /// counting those that could not be parsed.
+    pub statements: usize,
+    /// Every statement was understood, by sqlparser or by the keyword
+    /// fallback. When false, `target` is `Write`.
+    pub parsed: bool,
+}
+
+/// Classify one query string (one or more `;`-separated statements).
+/// Never panics, whatever the input.
+#[must_use]
+pub fn classify(sql: &str) -> Classification {
+    let dialect = PostgreSqlDialect {};
+    // Keep escapes as written, so `ParamChange::Set` values are the client's text.
+    let tokenized = Tokenizer::new(&dialect, sql)
+        .with_unescape(false)
+        .tokenize_with_location();
+    let Ok(tokens) = tokenized else {
+        // Unterminated quote or comment: PostgreSQL will reject it too.
+        return Classification::unreadable();
+    };
+    let mut classification = Classification::empty();
+    for piece in split_statements(&dialect, &tokens) {
+        classification.absorb(classify_piece(&piece));
+    }
+    classification
+}
+
+impl Classification {
+    /// No statements: nothing to run anywhere, so a read.
+    fn empty() -> Self {
+        Self {
+            target: Target::Read,
+            txn: None,
+            params: Vec::new(),
+            pin: None,
+            unpin: false,
+            discard_all: false,
+            statements: 0,
+            parsed: true,
+        }
+    }
+
+    /// Text that cannot even be tokenized.
+    fn unreadable() -> Self {
+        Self {
+            target: Target::Write,
+            statements: 1,
+            parsed: false,
+            ..Self::empty()
+        }
+    }
+
+    /// Fold in the next statement.
+    fn absorb(&mut self, class: StatementClass) {
+        if !(class.read && class.understood) {
+            self.target = Target::Write;
+        }
+        self.txn = self.txn.or(class.txn);
+        self.params.extend(class.params);
+        self.pin = self.pin.or(class.pin);
+        self.unpin |= class.unpin;
+        self.discard_all |= class.discard_all;
+        self.statements += 1;
+        self.parsed &= class.understood;
+    }
+}
+
+/// What one statement contributes to a [`Classification`].
+#[derive(Debug, Default)]
+struct StatementClass {
+    read: bool,
+    /// Recognised by sqlparser or the fallback.
+    understood: bool,
+    txn: Option<TxnControl>,
+    params: Vec<ParamChange>,
+    pin: Option<PinReason>,
+    unpin: bool,
+    discard_all: bool,
+}
+
+impl StatementClass {
+    fn read() -> Self {
+        Self {
+            read: true,
+            understood: true,
+            ..Self::default()
+        }
+    }
+
+    fn write() -> Self {
+        Self {
+            understood: true,
+            ..Self::default()
+        }
+    }
+
+    /// Not understood: a write, by default.
+    fn unknown() -> Self {
+        Self::default()
+    }
+
+    fn pinned(pin: PinReason) -> Self {
+        Self {
+            pin: Some(pin),
+            ..Self::write()
+        }
+    }
+
+    fn txn(txn: TxnControl) -> Self {
+        Self {
+            txn: Some(txn),
+            ..Self::write()
+        }
+    }
+
+    fn param(change: ParamChange) -> Self {
+        Self {
+            params: vec![change],
+            ..Self::write()
+        }
+    }
+}
+
+/// One statement's tokens and, when sqlparser could parse it, its AST.
+struct Piece<'a> {
+    tokens: StatementTokens<'a>,
+    statement: Option<Statement>,
+}
+
+/// Split the tokens into statements, parsing each. A statement sqlparser
+/// rejects runs to the next `;` and parsing resumes after it, so one
+/// unsupported statement does not hide the rest. (A `;` inside a `BEGIN
+/// ATOMIC` body of a function sqlparser rejects would split it wrongly; the
+/// pieces are all writes, so routing stays safe.)
+fn split_statements<'a>(
+    dialect: &PostgreSqlDialect,
+    tokens: &'a [TokenWithSpan],
+) -> Vec<Piece<'a>> {
+    let mut pieces = Vec::new();
+    // Index in `tokens` of the parser's first token.
+    let mut base = 0;
+    let mut parser = Parser::new(dialect).with_tokens_with_locations(tokens.to_vec());
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token == Token::EOF {
+            return pieces;
+        }
+        let start = base + parser.index();
+        let statement = parse_one(&mut parser);
+        let position = base + parser.index();
+        if statement.is_some() {
+            let statement_tokens = tokens.get(start..position.min(tokens.len()));
+            pieces.push(Piece::new(statement_tokens.unwrap_or_default(), statement));
+            continue;
+        }
+        let end = next_semicolon(tokens, start);
+        pieces.push(Piece::new(tokens.get(start..end).unwrap_or_default(), None));
+        if end >= tokens.len() {
+            return pieces;
+        }
+        if position <= end {
+            // Skip the rest of the rejected statement, up to and including its `;`.
+            while base + parser.index() <= end {
+                parser.advance_token();
+            }
+        } else {
+            // The parser read past the `;` before giving up (rare): restart
+            // there rather than walk back, which sqlparser only does by assert.
+            base = end;
+            parser = Parser::new(dialect).with_tokens_with_locations(tokens[end..].to_vec());
+        }
+    }
+}
+
+/// Parse one statement; `None` unless it ends at `;` or the end of the text.
+fn parse_one(parser: &mut Parser<'_>) -> Option<Statement> {
+    let statement = parser.parse_statement().ok()?;
+    matches!(parser.peek_token_ref().token, Token::SemiColon | Token::EOF).then_some(statement)
+}
+
+fn next_semicolon(tokens: &[TokenWithSpan], from: usize) -> usize {
+    tokens
+        .iter()
+        .skip(from)
+        .position(|t| t.token == Token::SemiColon)
+        .map_or(tokens.len(), |i| from + i)
+}
+
+impl<'a> Piece<'a> {
+    fn new(tokens: &'a [TokenWithSpan], statement: Option<Statement>) -> Self {
+        Self {
+            tokens: StatementTokens::new(tokens),
+            statement,
+        }
+    }
+}
+
+/// Classify one statement: by its AST or the keyword fallback, then by the
+/// functions it calls and any row-locking clause.
+fn classify_piece(piece: &Piece<'_>) -> StatementClass {
+    let mut class = match &piece.statement {
+        Some(statement) => statement::classify_statement(statement, &piece.tokens),
+        None => fallback::classify_unparsed(&piece.tokens),
+    };
+    let calls = functions::scan_calls(&piece.tokens);
+    if calls.side_effect || tokens::has_locking_clause(&piece.tokens) {
+        class.read = false;
+    }
+    if calls.session_advisory_lock {
+        class.pin = class.pin.or(Some(PinReason::AdvisoryLock));
+    }
+    class.unpin |= calls.unlock_all;
+    class
+}

@@ -1,0 +1,132 @@
+//! Accepting clients: the listener, the connection limit, and draining on shutdown. Also the
+//! process-wide state every session shares ([`Proxy`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_postgres::error::SqlState;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::pool::PoolSettings;
+use crate::backend::{Cluster, Pools};
+use crate::config::{Config, UserConfig};
+use crate::protocol::messages::{self, Severity};
+use crate::router::Router;
+use crate::session::startup::ScramSecret;
+use crate::session::statements::{ClassCache, Registry};
+use crate::session::{self, cancel};
+
+/// Distinct statement texts whose classification is kept.
+const CLASS_CACHE_SIZE: usize = 10_000;
+
+/// State shared by every session.
+pub struct Proxy {
+    pub config: Arc<Config>,
+    pub cluster: Arc<Cluster>,
+    pub router: Router,
+    pub pools: Pools,
+    pub registry: Registry,
+    pub classes: ClassCache,
+    pub cancels: Arc<cancel::Registry>,
+    scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> Arc<Self> {
+        let cluster = Arc::new(Cluster::from_config(&config));
+        let settings = PoolSettings {
+            max_size: config.pool.max_size,
+            connect_timeout: config.pool.connect_timeout,
+            checkout_timeout: config.pool.checkout_timeout,
+            idle_timeout: config.pool.idle_timeout,
+        };
+        Arc::new(Proxy {
+            router: Router::new(cluster.clone(), config.routing.balance),
+            cluster,
+            pools: Pools::new(settings),
+            registry: Registry::default(),
+            classes: ClassCache::new(CLASS_CACHE_SIZE),
+            cancels: Arc::new(cancel::Registry::default()),
+            scram: Mutex::new(HashMap::new()),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The user's SCRAM secret, derived once (PBKDF2 is deliberately slow).
+    pub fn scram_secret(&self, user: &UserConfig) -> Arc<ScramSecret> {
+        let mut map = self.scram.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(user.name.clone())
+            .or_insert_with(|| Arc::new(ScramSecret::new(&user.password)))
+            .clone()
+    }
+}
+
+/// Binds the configured listen address.
+pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    TcpListener::bind(&config.listen).await
+}
+
+/// Accepts clients until `shutdown` fires, then waits for the sessions to finish.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(proxy.config.max_client_conn));
+    let next_id = AtomicU64::new(1);
+    let mut backoff = Duration::from_millis(5);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "pgroute listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                // EMFILE and friends: wait instead of spinning.
+                tracing::warn!(error = %e, ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracker.spawn(refuse(stream, addr));
+            continue;
+        };
+        let proxy = proxy.clone();
+        tracker.spawn(async move {
+            tracing::debug!(conn_id, client.addr = %addr, "client connected");
+            session::serve(proxy, stream, conn_id).await;
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// "sorry, too many clients already" with PostgreSQL's SQLSTATE 53300.
+async fn refuse(mut stream: TcpStream, addr: SocketAddr) {
+    tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
+    let mut out = BytesMut::new();
+    messages::error_response(
+        &mut out,
+        Severity::Fatal,
+        &SqlState::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already",
+    );
+    let _ = stream.write_all(&out).await;
+}

@@ -1,0 +1,329 @@
+//! The extended query protocol: a client's Parse/Bind/Describe/Execute/Close messages up to Sync
+//! (or Flush) form a batch that is routed as a unit, then rewritten for the chosen connection:
+//! named statements get pgroute's server-side names, and a Parse is injected where the
+//! connection lacks the statement a Bind or Describe refers to.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::relay::{Expect, ExpectKind};
+use super::statements::Statement;
+use super::{Session, SessionError};
+use crate::backend::ServerConn;
+use crate::classify::{Classification, Target, TxnControl};
+use crate::protocol::{messages, Body};
+
+/// The statement a Bind or Describe refers to.
+#[derive(Debug, Clone)]
+pub enum StmtRef {
+    Named(Arc<Statement>),
+    /// The unnamed statement, from the session's last unnamed Parse.
+    Unnamed,
+    /// A name the client never prepared: the server is asked for a name it cannot have, so it
+    /// answers with PostgreSQL's own 26000 error and transaction semantics.
+    Unknown,
+}
+
+/// A statement name no server connection has (pgroute only creates `pgr_<id>`).
+const MISSING_NAME: &str = "pgr_missing";
+
+/// The session's unnamed prepared statement, remembered so it can be re-parsed on another
+/// server connection.
+#[derive(Debug, Clone)]
+pub struct Unnamed {
+    pub after_name: Bytes,
+    pub class: Arc<Classification>,
+}
+
+/// One client message of a batch, decoded as far as routing and rewriting need.
+#[derive(Debug)]
+pub enum ExtMsg {
+    ParseNamed {
+        client_name: String,
+        stmt: Arc<Statement>,
+    },
+    /// A Parse reusing a name the client already prepared: PostgreSQL answers 42P05, so the
+    /// server is made to give that error itself (keeping the batch's transaction semantics).
+    ParseDuplicate {
+        stmt: Arc<Statement>,
+    },
+    ParseUnnamed {
+        frame: BytesMut,
+    },
+    Bind {
+        frame: BytesMut,
+        stmt: StmtRef,
+    },
+    DescribeStmt {
+        frame: BytesMut,
+        stmt: StmtRef,
+    },
+    /// Sent unchanged; the server answers with one reply of `kind` (Flush: no reply).
+    Forward {
+        frame: BytesMut,
+        kind: Option<ExpectKind>,
+    },
+    Execute {
+        frame: BytesMut,
+        class: Option<Arc<Classification>>,
+    },
+    /// Close of a named statement: only the client's name goes; the server keeps pgroute's.
+    CloseNamed,
+}
+
+/// The messages received since the last dispatch.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub msgs: Vec<ExtMsg>,
+    /// Write if any statement in the batch is not provably a read.
+    pub target: Option<Target>,
+    /// Ends with Sync (or Flush): ready to dispatch.
+    pub complete: bool,
+    /// A statement in the batch opens a transaction.
+    pub begins: bool,
+    /// The classification of the statement bound by the batch's last Bind (for Execute).
+    last_bound: Option<Arc<Classification>>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    fn note(&mut self, class: &Classification) {
+        self.begins |= matches!(class.txn, Some(TxnControl::Begin { .. }));
+        if self.target != Some(Target::Write) {
+            self.target = Some(class.target);
+        }
+    }
+}
+
+fn malformed(e: crate::protocol::BodyError) -> SessionError {
+    SessionError::Protocol(e.to_string())
+}
+
+impl Session {
+    /// Adds one extended-protocol frame to the pending batch.
+    pub(super) fn push_extended(&mut self, frame: BytesMut) -> Result<(), SessionError> {
+        let tag = frame[0];
+        let msg = match tag {
+            b'P' => self.decode_parse(frame)?,
+            b'B' => {
+                let mut body = Body::of_frame(&frame);
+                body.cstr("Bind").map_err(malformed)?;
+                let name = body.cstr("Bind").map_err(malformed)?.to_owned();
+                let stmt = self.resolve(&name);
+                ExtMsg::Bind { frame, stmt }
+            }
+            b'D' | b'C' => self.decode_describe_close(frame)?,
+            b'E' => ExtMsg::Execute {
+                frame,
+                class: self.batch.last_bound.clone(),
+            },
+            b'H' => {
+                self.batch.complete = true;
+                ExtMsg::Forward { frame, kind: None }
+            }
+            _ => {
+                self.batch.complete = true;
+                ExtMsg::Forward {
+                    frame,
+                    kind: Some(ExpectKind::Sync),
+                }
+            }
+        };
+        self.batch.msgs.push(msg);
+        Ok(())
+    }
+
+    fn decode_parse(&mut self, frame: BytesMut) -> Result<ExtMsg, SessionError> {
+        let mut body = Body::of_frame(&frame);
+        let name = body.cstr("Parse").map_err(malformed)?.to_owned();
+        let after = body.rest();
+        let query = body.cstr("Parse").map_err(malformed)?;
+        let after_name = Bytes::copy_from_slice(after);
+        if name.is_empty() {
+            let class = self.proxy.classes.classify(query);
+            self.batch.note(&class);
+            self.unnamed = Some(Unnamed { after_name, class });
+            return Ok(ExtMsg::ParseUnnamed { frame });
+        }
+        if let Some(stmt) = self.statements.get(&name) {
+            return Ok(ExtMsg::ParseDuplicate { stmt: stmt.clone() });
+        }
+        let stmt = self
+            .proxy
+            .registry
+            .intern(after_name, query, &self.proxy.classes);
+        self.batch.note(&stmt.class);
+        self.statements.insert(name.clone(), stmt.clone());
+        Ok(ExtMsg::ParseNamed {
+            client_name: name,
+            stmt,
+        })
+    }
+
+    fn decode_describe_close(&mut self, frame: BytesMut) -> Result<ExtMsg, SessionError> {
+        let tag = frame[0];
+        let mut body = Body::of_frame(&frame);
+        let kind = body.u8("Describe/Close").map_err(malformed)?;
+        let name = body.cstr("Describe/Close").map_err(malformed)?.to_owned();
+        let reply = if tag == b'D' {
+            ExpectKind::Describe
+        } else {
+            ExpectKind::Close
+        };
+        Ok(match (tag, kind) {
+            (b'D', b'S') => {
+                let stmt = self.resolve(&name);
+                ExtMsg::DescribeStmt { frame, stmt }
+            }
+            // "It is not an error to issue Close against a nonexistent statement or portal."
+            (b'C', b'S') if !name.is_empty() => {
+                self.statements.remove(&name);
+                ExtMsg::CloseNamed
+            }
+            _ => ExtMsg::Forward {
+                frame,
+                kind: Some(reply),
+            },
+        })
+    }
+
+    /// The statement a Bind/Describe names.
+    fn resolve(&mut self, name: &str) -> StmtRef {
+        if name.is_empty() {
+            if let Some(u) = &self.unnamed {
+                let class = u.class.clone();
+                self.batch.note(&class);
+                self.batch.last_bound = Some(class);
+            }
+            return StmtRef::Unnamed;
+        }
+        match self.statements.get(name) {
+            Some(stmt) => {
+                let stmt = stmt.clone();
+                self.batch.note(&stmt.class);
+                self.batch.last_bound = Some(stmt.class.clone());
+                StmtRef::Named(stmt)
+            }
+            None => StmtRef::Unknown,
+        }
+    }
+}
+
+/// Rewrites a batch for `conn`: the bytes to send and the replies to expect, in order.
+pub struct Encoder<'a> {
+    pub conn: &'a mut ServerConn,
+    pub out: BytesMut,
+    pub expects: Vec<Expect>,
+    /// The unnamed statement, if it must be re-parsed before use on this connection.
+    pub unnamed: Option<&'a Unnamed>,
+}
+
+impl Encoder<'_> {
+    pub fn encode(&mut self, msg: ExtMsg) {
+        match msg {
+            ExtMsg::ParseNamed { client_name, stmt } => {
+                if self.conn.prepared.contains(&stmt.id) {
+                    let mut e = Expect::synthetic(messages::empty(b'1'));
+                    e.forget_client = Some(client_name);
+                    self.expects.push(e);
+                } else {
+                    self.conn.prepared.insert(stmt.id);
+                    messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
+                    let mut e = Expect::new(ExpectKind::Parse);
+                    e.forget_client = Some(client_name);
+                    e.forget_server = Some(stmt.id);
+                    self.expects.push(e);
+                }
+            }
+            ExtMsg::ParseUnnamed { frame } => {
+                self.unnamed = None;
+                self.forward(frame, Some(ExpectKind::Parse));
+            }
+            ExtMsg::Bind { frame, stmt } => {
+                self.rewrite(&frame, &stmt, true);
+                self.expects.push(Expect::new(ExpectKind::Bind));
+            }
+            ExtMsg::DescribeStmt { frame, stmt } => {
+                self.rewrite(&frame, &stmt, false);
+                self.expects.push(Expect::new(ExpectKind::Describe));
+            }
+            ExtMsg::Forward { frame, kind } => self.forward(frame, kind),
+            ExtMsg::Execute { frame, class } => {
+                self.out.extend_from_slice(&frame);
+                let mut e = Expect::new(ExpectKind::Execute);
+                e.class = class;
+                self.expects.push(e);
+            }
+            ExtMsg::CloseNamed => self.expects.push(Expect::synthetic(messages::empty(b'3'))),
+            ExtMsg::ParseDuplicate { stmt } => {
+                self.ensure_prepared(&stmt);
+                messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
+                self.expects.push(Expect::new(ExpectKind::Parse));
+            }
+        }
+    }
+
+    fn forward(&mut self, frame: BytesMut, kind: Option<ExpectKind>) {
+        self.out.extend_from_slice(&frame);
+        if let Some(kind) = kind {
+            self.expects.push(Expect::new(kind));
+        }
+    }
+
+    /// Prepares `stmt` on this connection (hidden from the client) unless it is there already.
+    fn ensure_prepared(&mut self, stmt: &Statement) {
+        if self.conn.prepared.insert(stmt.id) {
+            messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
+            let mut e = Expect::hidden(ExpectKind::Parse);
+            e.forget_server = Some(stmt.id);
+            self.expects.push(e);
+        }
+    }
+
+    /// Writes a Bind (`bind`) or Describe of a statement under the connection's name for it,
+    /// preparing the statement first when this connection lacks it.
+    fn rewrite(&mut self, frame: &[u8], stmt: &StmtRef, bind: bool) {
+        let mut body = Body::of_frame(frame);
+        // Both were checked when the batch was decoded.
+        let prefix_len = if bind {
+            body.cstr("Bind").map(|p| p.len() + 1).unwrap_or(0)
+        } else {
+            body.u8("Describe").map(|_| 1).unwrap_or(0)
+        };
+        let prefix = &frame[5..5 + prefix_len];
+        let _ = body.cstr("name");
+        let tag = frame[0];
+        match stmt {
+            StmtRef::Named(stmt) => {
+                self.ensure_prepared(stmt);
+                messages::with_statement_name(
+                    &mut self.out,
+                    tag,
+                    prefix,
+                    &stmt.server_name,
+                    body.rest(),
+                );
+            }
+            StmtRef::Unknown => {
+                messages::with_statement_name(
+                    &mut self.out,
+                    tag,
+                    prefix,
+                    MISSING_NAME,
+                    body.rest(),
+                );
+            }
+            StmtRef::Unnamed => {
+                if let Some(u) = self.unnamed.take() {
+                    messages::parse(&mut self.out, "", &u.after_name);
+                    self.expects.push(Expect::hidden(ExpectKind::Parse));
+                }
+                self.out.extend_from_slice(frame);
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The session loop: client messages in, units of work routed and dispatched, server replies
+//! relayed, and the server connection given back as soon as the transaction is over.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::error::SqlState;
+
+use super::cancel;
+use super::extended::{Encoder, ExtMsg};
+use super::params;
+use super::relay::{Event, Expect, ExpectKind, Relay};
+use super::{Held, Session, SessionError};
+use crate::backend::BackendError;
+use crate::classify::{Classification, Target, TxnControl};
+use crate::protocol::messages::{self, Severity};
+use crate::protocol::{frame_len, split_frame, Body};
+use crate::router::Route;
+
+/// What to do with the next unit of work.
+enum Decision {
+    /// Send it on the connection the session holds.
+    Held,
+    /// Take a connection for it.
+    Acquire,
+    /// The held connection is busy elsewhere: wait for its replies first.
+    Wait,
+}
+
+/// Outcome of reading from whichever side spoke first.
+enum Input {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+}
+
+impl Session {
+    pub(super) async fn run(&mut self) -> Result<(), SessionError> {
+        loop {
+            let (blocked, terminate) = self.process_client().await?;
+            self.flush_client().await?;
+            if terminate {
+                return Ok(());
+            }
+            let input = match self.held.as_mut() {
+                None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
+                Some(h) => {
+                    let server = &mut *h.conn;
+                    tokio::select! {
+                        r = self.client.read_buf(&mut self.cbuf), if !blocked => Input::Client(r),
+                        r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
+                    }
+                }
+            };
+            match input {
+                Input::Client(Ok(0)) => return Err(SessionError::ClientGone),
+                Input::Client(Ok(_)) => {}
+                Input::Client(Err(e)) => return Err(SessionError::Client(e)),
+                Input::Server(Ok(0)) => self.server_lost(BackendError::Closed)?,
+                Input::Server(Err(e)) => self.server_lost(BackendError::Io(e))?,
+                Input::Server(Ok(_)) => self.on_server_data()?,
+            }
+        }
+    }
+
+    async fn flush_client(&mut self) -> Result<(), SessionError> {
+        if !self.out.is_empty() {
+            self.client
+                .write_all(&self.out)
+                .await
+                .map_err(SessionError::Client)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Handles every complete client message that can be handled now. Returns (blocked,
+    /// terminate): blocked when a unit waits for the held connection to finish.
+    async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
+        let mut to_server = BytesMut::new();
+        let result = self.process_client_into(&mut to_server).await;
+        if !to_server.is_empty() {
+            if let Some(h) = self.held.as_mut() {
+                if let Err(e) = h.conn.write(&to_server).await {
+                    self.server_lost(e)?;
+                }
+            }
+        }
+        result
+    }
+
+    async fn process_client_into(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<(bool, bool), SessionError> {
+        loop {
+            if self.batch.complete {
+                if !self.dispatch_batch(to_server).await? {
+                    return Ok((true, false));
+                }
+                continue;
+            }
+            let Some(_) =
+                frame_len(&self.cbuf).map_err(|e| SessionError::Protocol(e.to_string()))?
+            else {
+                return Ok((false, false));
+            };
+            match self.cbuf[0] {
+                b'Q' => {
+                    if !self.batch.is_empty() {
+                        // A Query after extended messages without Sync: send those first.
+                        self.batch.complete = true;
+                        continue;
+                    }
+                    if !self.dispatch_query(to_server).await? {
+                        return Ok((true, false));
+                    }
+                }
+                b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
+                    let frame = self.split_client()?;
+                    self.push_extended(frame)?;
+                }
+                b'd' | b'c' | b'f' => {
+                    let frame = self.split_client()?;
+                    // "any subsequent CopyData, CopyDone, or CopyFail messages issued by the
+                    // frontend will simply be dropped" once the server left COPY mode.
+                    if self.copy_in && self.held.is_some() {
+                        to_server.extend_from_slice(&frame);
+                        self.copy_in = frame[0] == b'd';
+                    }
+                }
+                b'X' => return Ok((false, true)),
+                t => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected message type {:?}",
+                        t as char
+                    )))
+                }
+            }
+        }
+    }
+
+    fn split_client(&mut self) -> Result<BytesMut, SessionError> {
+        split_frame(&mut self.cbuf)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?
+            .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
+    }
+
+    fn decide(&self, target: Target) -> Decision {
+        match &self.held {
+            None => Decision::Acquire,
+            Some(_) if self.txn != b'I' || self.pinned.is_some() || self.session_mode => {
+                Decision::Held
+            }
+            // Pipelined behind unfinished work: a read is correct anywhere, a write only on the
+            // primary; otherwise wait until the held connection is done.
+            Some(h) if target == Target::Read || h.route == Route::Primary => Decision::Held,
+            Some(_) => Decision::Wait,
+        }
+    }
+
+    /// Routes and sends a simple Query. Returns false when it has to wait.
+    async fn dispatch_query(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
+        let class = {
+            let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
+            let sql = Body::of_frame(&self.cbuf[..frame_end])
+                .cstr("Query")
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            self.proxy.classes.classify(sql)
+        };
+        match self.decide(class.target) {
+            Decision::Wait => return Ok(false),
+            Decision::Acquire => {
+                if let Err(e) = self.acquire(class.target, to_server).await {
+                    self.split_client()?;
+                    self.refuse_unit(&e, true);
+                    return Ok(true);
+                }
+            }
+            Decision::Held => {}
+        }
+        let frame = self.split_client()?;
+        self.note_begin(&class);
+        to_server.extend_from_slice(&frame);
+        let mut expect = Expect::new(ExpectKind::Query);
+        expect.class = Some(class);
+        if let Some(h) = self.held.as_mut() {
+            h.relay.expects.push_back(expect);
+        }
+        // "the unnamed prepared statement … is destroyed by a simple Query"
+        self.unnamed_on_held = false;
+        Ok(true)
+    }
+
+    /// Routes and sends a complete extended batch. Returns false when it has to wait.
+    async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
+        let target = self.batch.target.unwrap_or(Target::Read);
+        match self.decide(target) {
+            Decision::Wait => return Ok(false),
+            Decision::Acquire => {
+                if let Err(e) = self.acquire(target, to_server).await {
+                    let batch = std::mem::take(&mut self.batch);
+                    let has_sync = batch.msgs.iter().any(|m| {
+                        matches!(
+                            m,
+                            ExtMsg::Forward {
+                                kind: Some(ExpectKind::Sync),
+                                ..
+                            }
+                        )
+                    });
+                    self.refuse_unit(&e, has_sync);
+                    return Ok(true);
+                }
+            }
+            Decision::Held => {}
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if batch.begins {
+            self.note_begin_txn();
+        }
+        let Some(h) = self.held.as_mut() else {
+            return Ok(true);
+        };
+        let unnamed = if self.unnamed_on_held {
+            None
+        } else {
+            self.unnamed.as_ref()
+        };
+        let had_unnamed = unnamed.is_some();
+        let mut enc = Encoder {
+            conn: &mut h.conn,
+            out: BytesMut::new(),
+            expects: Vec::new(),
+            unnamed,
+        };
+        let mut parsed_unnamed = false;
+        for msg in batch.msgs {
+            parsed_unnamed |= matches!(msg, ExtMsg::ParseUnnamed { .. });
+            enc.encode(msg);
+        }
+        let injected = had_unnamed && enc.unnamed.is_none();
+        to_server.extend_from_slice(&enc.out);
+        h.relay.expects.extend(enc.expects);
+        self.unnamed_on_held |= parsed_unnamed || injected;
+        Ok(true)
+    }
+
+    fn note_begin(&mut self, class: &Classification) {
+        if matches!(class.txn, Some(TxnControl::Begin { .. })) {
+            self.note_begin_txn();
+        }
+    }
+
+    /// Parameters set inside a transaction are undone by its rollback: remember them as they
+    /// were at BEGIN.
+    fn note_begin_txn(&mut self) {
+        if self.txn == b'I' {
+            self.params_at_begin = Some(self.params.clone());
+        }
+    }
+
+    /// Takes a server connection for a unit of work of class `target`. A replica that cannot be
+    /// reached is skipped (nothing was sent yet, so this is safe); the primary's failure is the
+    /// unit's error.
+    async fn acquire(
+        &mut self,
+        target: Target,
+        to_server: &mut BytesMut,
+    ) -> Result<(), BackendError> {
+        let mut excluded = Vec::new();
+        loop {
+            let route = if self.session_mode {
+                Route::Primary
+            } else {
+                self.proxy.router.route(target, &excluded)
+            };
+            let node = match route {
+                Route::Primary => self.proxy.cluster.primary(),
+                Route::Replica(n) => n,
+            };
+            match self.pools[node].acquire().await {
+                Ok(mut conn) => {
+                    let mut relay = Relay::default();
+                    if let Some(sql) = params::sync_sql(&self.params, &conn.session_params) {
+                        messages::query(to_server, &sql);
+                        relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+                        conn.session_params = self.params.clone();
+                    }
+                    self.cancel.set_target(Some(cancel::Target {
+                        addr: conn.node().addr.clone(),
+                        pid: conn.backend_pid,
+                        secret: conn.backend_secret,
+                    }));
+                    tracing::trace!(node = %conn.node().name, ?target, "routed");
+                    self.held = Some(Held { conn, route, relay });
+                    return Ok(());
+                }
+                Err(e @ BackendError::Refused(_)) => return Err(e),
+                Err(e) if matches!(route, Route::Replica(_)) => {
+                    tracing::debug!(node, error = %e, "replica unavailable, rerouting read");
+                    excluded.push(node);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
+    fn refuse_unit(&mut self, e: &BackendError, ready: bool) {
+        match e {
+            BackendError::Refused(frame) => self.out.extend_from_slice(frame),
+            _ => {
+                let msg = format!("pgroute: {e}");
+                messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
+            }
+        }
+        if ready {
+            messages::ready_for_query(&mut self.out, self.txn);
+        }
+    }
+
+    /// Relays what the held server connection sent.
+    fn on_server_data(&mut self) -> Result<(), SessionError> {
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        let conn = &mut *h.conn;
+        if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+            tracing::warn!(error = %e, "server connection out of step");
+            return self.server_lost(BackendError::Protocol("unexpected message from server"));
+        }
+        for event in events {
+            self.on_event(event);
+        }
+        self.release_if_done();
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        match event {
+            Event::Ready(status) => {
+                let ended = self.txn != b'I' && status == b'I';
+                if ended && (self.txn == b'E' || self.rolled_back) {
+                    if let Some(before) = self.params_at_begin.take() {
+                        h.conn.session_params = before.clone();
+                        self.params = before;
+                    }
+                }
+                if status == b'I' {
+                    self.params_at_begin = None;
+                    self.rolled_back = false;
+                }
+                self.txn = status;
+            }
+            Event::Completed(class) => {
+                params::apply(&mut self.params, &class.params, &self.startup_params);
+                h.conn.session_params = self.params.clone();
+                if class.discard_all {
+                    h.conn.prepared.clear();
+                }
+                if let Some(reason) = class.pin {
+                    if self.pinned.is_none() {
+                        tracing::debug!(?reason, "session pinned to its server connection");
+                    }
+                    self.pinned = Some(reason);
+                } else if class.unpin && self.pinned.is_some() {
+                    tracing::debug!("session unpinned");
+                    self.pinned = None;
+                }
+            }
+            Event::Forget { client, server } => {
+                if let Some(name) = client {
+                    self.statements.remove(&name);
+                }
+                if let Some(id) = server {
+                    h.conn.prepared.remove(&id);
+                }
+            }
+            Event::CopyIn => self.copy_in = true,
+            Event::RolledBack => self.rolled_back = true,
+        }
+    }
+
+    /// Gives the held connection back once nothing is pending and no transaction is open.
+    fn release_if_done(&mut self) {
+        let done = match &self.held {
+            Some(h) => {
+                h.relay.is_idle()
+                    && self.txn == b'I'
+                    && self.pinned.is_none()
+                    && !self.session_mode
+                    && !self.copy_in
+            }
+            None => false,
+        };
+        if done {
+            if let Some(h) = self.held.take() {
+                h.conn.release();
+            }
+            self.unnamed_on_held = false;
+            self.cancel.set_target(None);
+        }
+    }
+
+    /// The held server connection failed. Outside a transaction the client gets an error for
+    /// each unit still waiting and the session goes on; inside one (or when pinned) the
+    /// session's server state is gone, so the session ends with that error, as PostgreSQL's
+    /// own would.
+    fn server_lost(&mut self, err: BackendError) -> Result<(), SessionError> {
+        let Some(h) = self.held.take() else {
+            return Ok(());
+        };
+        let node = h.conn.node().name.clone();
+        tracing::warn!(%node, error = %err, "server connection lost");
+        let pending = h.relay.pending_syncs();
+        drop(h);
+        self.copy_in = false;
+        self.unnamed_on_held = false;
+        self.cancel.set_target(None);
+        if self.txn != b'I' || self.pinned.is_some() {
+            return Err(SessionError::Refused(
+                SqlState::CONNECTION_FAILURE,
+                format!("server connection to node {node} lost during a transaction: {err}"),
+            ));
+        }
+        let msg = format!("server connection to node {node} lost: {err}");
+        messages::error_response(
+            &mut self.out,
+            Severity::Error,
+            &SqlState::CONNECTION_FAILURE,
+            &msg,
+        );
+        for _ in 0..pending {
+            messages::ready_for_query(&mut self.out, b'I');
+        }
+        Ok(())
+    }
+}

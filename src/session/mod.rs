@@ -1,0 +1,270 @@
+//! One client's life: startup and authentication, then a loop that reads the client's messages,
+//! routes each unit of work (a simple Query, or an extended batch up to Sync/Flush), lends it a
+//! pooled server connection and relays the replies until the connection can go back to the pool.
+
+pub mod cancel;
+mod extended;
+mod flow;
+mod params;
+mod relay;
+pub mod startup;
+pub mod statements;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+use tracing::Instrument;
+
+use crate::backend::{BackendError, Pool, PooledConn};
+use crate::classify::PinReason;
+use crate::config::{PoolMode, UserConfig};
+use crate::protocol::messages::{self, Severity};
+use crate::router::Route;
+use crate::server::Proxy;
+use extended::{Batch, Unnamed};
+use params::Params;
+use relay::Relay;
+use statements::Statement;
+
+/// Why a session ended or a unit of work failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("client connection failed: {0}")]
+    Client(#[source] std::io::Error),
+    #[error("client disconnected")]
+    ClientGone,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("{1}")]
+    Refused(SqlState, String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl SessionError {
+    /// The SQLSTATE a client sees for this error.
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            SessionError::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
+            SessionError::Refused(code, _) => code.clone(),
+            SessionError::Client(_) | SessionError::ClientGone => SqlState::CONNECTION_FAILURE,
+            SessionError::Backend(e) => e.sqlstate(),
+        }
+    }
+}
+
+/// The server connection a client holds, and the replies still due on it.
+struct Held {
+    conn: PooledConn,
+    route: Route,
+    relay: Relay,
+}
+
+/// One connected, authenticated client.
+pub struct Session {
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    /// Client bytes not processed yet.
+    cbuf: BytesMut,
+    /// Bytes for the client, written before the session waits again.
+    out: BytesMut,
+    pools: Vec<Arc<Pool>>,
+    held: Option<Held>,
+    /// Transaction status of the last ReadyForQuery the client got.
+    txn: u8,
+    /// Session parameters as the client set them, and as they were at startup.
+    params: Params,
+    startup_params: Params,
+    /// Parameters as they were when the current transaction began (restored on rollback).
+    params_at_begin: Option<Params>,
+    statements: HashMap<String, Arc<Statement>>,
+    unnamed: Option<Unnamed>,
+    /// Set while the held connection holds the session's unnamed statement.
+    unnamed_on_held: bool,
+    batch: Batch,
+    pinned: Option<PinReason>,
+    session_mode: bool,
+    copy_in: bool,
+    /// A ROLLBACK completed in the current transaction.
+    rolled_back: bool,
+    /// This session's BackendKeyData, and the server connection a cancel would go to.
+    cancel: cancel::Handle,
+}
+
+/// Runs one client connection to its end.
+pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
+    let mut cbuf = BytesMut::with_capacity(8 * 1024);
+    let result = match startup::read_hello(&mut client, &mut cbuf).await {
+        Ok(startup::Hello::Cancel { pid, secret }) => {
+            proxy.cancels.cancel(pid, secret).await;
+            return;
+        }
+        Ok(startup::Hello::Startup { params, negotiate }) => {
+            let span = tracing::debug_span!(
+                "session",
+                conn_id,
+                user = params.get("user").map(String::as_str).unwrap_or(""),
+                db = params.get("database").map(String::as_str).unwrap_or(""),
+            );
+            login(proxy, client, cbuf, params, negotiate)
+                .instrument(span)
+                .await
+        }
+        Err(e) => Err((e, Some(client))),
+    };
+    match result {
+        Ok(()) => tracing::debug!(conn_id, "client disconnected"),
+        Err((SessionError::ClientGone, _)) => tracing::debug!(conn_id, "client disconnected"),
+        Err((e, client)) => {
+            tracing::debug!(conn_id, error = %e, "session ended");
+            if let Some(mut client) = client {
+                let mut out = BytesMut::new();
+                match &e {
+                    // The server's own refusal (bad database, pgroute's login refused) passes
+                    // through as PostgreSQL wrote it.
+                    SessionError::Backend(BackendError::Refused(frame)) => {
+                        out.extend_from_slice(frame)
+                    }
+                    _ => messages::error_response(
+                        &mut out,
+                        Severity::Fatal,
+                        &e.sqlstate(),
+                        &e.to_string(),
+                    ),
+                }
+                let _ = client.write_all(&out).await;
+            }
+        }
+    }
+}
+
+type LoginResult = Result<(), (SessionError, Option<TcpStream>)>;
+
+async fn login(
+    proxy: Arc<Proxy>,
+    mut client: TcpStream,
+    mut cbuf: BytesMut,
+    startup_params: BTreeMap<String, String>,
+    negotiate: Option<(i32, Vec<String>)>,
+) -> LoginResult {
+    if let Some((minor, options)) = negotiate {
+        // "NegotiateProtocolVersion … the newest minor protocol version supported by the server
+        // … and a list of protocol options not recognized by the server."
+        let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(minor, options);
+        let mut out = BytesMut::new();
+        let _ = pgwire::messages::Message::encode(&msg, &mut out);
+        if let Err(e) = client.write_all(&out).await {
+            return Err((SessionError::Client(e), None));
+        }
+    }
+    let user_name = startup_params.get("user").cloned().unwrap_or_default();
+    let database = startup_params
+        .get("database")
+        .cloned()
+        .unwrap_or_else(|| user_name.clone());
+    let Some(user) = proxy.config.user(&user_name).cloned() else {
+        let msg = format!("role \"{user_name}\" does not exist");
+        return Err((
+            SessionError::Refused(SqlState::INVALID_AUTHORIZATION_SPECIFICATION, msg),
+            Some(client),
+        ));
+    };
+    let scram = proxy.scram_secret(&user);
+    if let Err(e) = startup::authenticate(&mut client, &mut cbuf, &user, &scram).await {
+        return Err((e, Some(client)));
+    }
+    let pools: Vec<Arc<Pool>> = proxy
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            proxy
+                .pools
+                .get(n, &user.name, user.server_password(), &database)
+        })
+        .collect();
+    let params = params::from_startup(&startup_params);
+    let mut session = Session {
+        session_mode: proxy.config.pool.mode == PoolMode::Session,
+        proxy,
+        client,
+        cbuf,
+        out: BytesMut::with_capacity(16 * 1024),
+        pools,
+        held: None,
+        txn: b'I',
+        startup_params: params.clone(),
+        params,
+        params_at_begin: None,
+        statements: HashMap::new(),
+        unnamed: None,
+        unnamed_on_held: false,
+        batch: Batch::default(),
+        pinned: None,
+        copy_in: false,
+        rolled_back: false,
+        cancel: cancel::Handle::default(),
+    };
+    if let Err(e) = session.greet(&user, &startup_params).await {
+        return Err((e, Some(session.client)));
+    }
+    match session.run().await {
+        Ok(()) | Err(SessionError::ClientGone) => Ok(()),
+        Err(e @ SessionError::Client(_)) => Err((e, None)),
+        Err(e) => Err((e, Some(session.client))),
+    }
+}
+
+impl Session {
+    /// AuthenticationOk, the server's ParameterStatus (as this client asked for them),
+    /// BackendKeyData and ReadyForQuery.
+    async fn greet(
+        &mut self,
+        user: &UserConfig,
+        startup: &BTreeMap<String, String>,
+    ) -> Result<(), SessionError> {
+        // One pooled connection checks that the database exists and that pgroute can log in,
+        // and tells which parameters the server reports.
+        let server_params = self.server_parameters().await?;
+        let mut out = BytesMut::new();
+        messages::authentication(&mut out, pgwire::messages::startup::Authentication::Ok);
+        for (name, value) in &server_params {
+            let asked = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+            let value = asked.map(|(_, v)| v).unwrap_or(value);
+            messages::parameter_status(&mut out, name, value);
+        }
+        self.cancel = self.proxy.cancels.register();
+        let (pid, secret) = self.cancel.key();
+        messages::backend_key_data(&mut out, pid, secret);
+        messages::ready_for_query(&mut out, b'I');
+        tracing::debug!(user = %user.name, "client authenticated");
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(SessionError::Client)
+    }
+
+    async fn server_parameters(&mut self) -> Result<BTreeMap<String, String>, SessionError> {
+        let primary = self.proxy.cluster.primary();
+        let order = std::iter::once(primary).chain((0..self.pools.len()).filter(|n| *n != primary));
+        let mut last = None;
+        for node in order {
+            match self.pools[node].acquire().await {
+                Ok(conn) => {
+                    let params = conn.server_params.clone();
+                    conn.release();
+                    return Ok(params);
+                }
+                Err(e @ BackendError::Refused(_)) => return Err(e.into()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map(SessionError::from).unwrap_or_else(|| {
+            SessionError::Refused(SqlState::CONNECTION_FAILURE, "no node configured".into())
+        }))
+    }
+}

@@ -1,0 +1,319 @@
+//! Server → client: the replies pgroute expects from a server connection, in order, and how each
+//! server message is forwarded, swallowed (replies to messages pgroute injected) or completed by
+//! one pgroute synthesizes (replies to client messages it answered itself).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::classify::Classification;
+use crate::protocol::{split_frame, tag, FrameError};
+
+/// What one frontend message will be answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectKind {
+    /// ParseComplete.
+    Parse,
+    /// BindComplete.
+    Bind,
+    /// ParameterDescription (statements only), then RowDescription or NoData.
+    Describe,
+    /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended (COPY in between).
+    Execute,
+    /// CloseComplete.
+    Close,
+    /// ReadyForQuery.
+    Sync,
+    /// A simple Query: any number of results, then ReadyForQuery.
+    Query,
+    /// Nothing from the server: pgroute sends these bytes itself when their turn comes.
+    Synthetic(Bytes),
+}
+
+/// One expected reply.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub kind: ExpectKind,
+    /// False for replies to messages pgroute injected: the client never sees them.
+    pub visible: bool,
+    /// If this message does not succeed, the client's statement of this name was never created.
+    pub forget_client: Option<String>,
+    /// If this message does not succeed, the statement with this registry id is not on the
+    /// connection.
+    pub forget_server: Option<u64>,
+    /// The statement being executed (Execute, Query), for the session parameters it sets.
+    pub class: Option<Arc<Classification>>,
+    /// An ErrorResponse was seen within this reply (Query).
+    pub failed: bool,
+}
+
+impl Expect {
+    pub fn new(kind: ExpectKind) -> Self {
+        Expect {
+            kind,
+            visible: true,
+            forget_client: None,
+            forget_server: None,
+            class: None,
+            failed: false,
+        }
+    }
+
+    pub fn hidden(kind: ExpectKind) -> Self {
+        Expect {
+            visible: false,
+            ..Expect::new(kind)
+        }
+    }
+
+    pub fn synthetic(bytes: Bytes) -> Self {
+        Expect::new(ExpectKind::Synthetic(bytes))
+    }
+
+    /// Does `tag` end this reply?
+    fn completed_by(&self, t: u8) -> bool {
+        match self.kind {
+            ExpectKind::Parse => t == tag::PARSE_COMPLETE,
+            ExpectKind::Bind => t == tag::BIND_COMPLETE,
+            ExpectKind::Close => t == tag::CLOSE_COMPLETE,
+            ExpectKind::Describe => t == tag::ROW_DESCRIPTION || t == tag::NO_DATA,
+            ExpectKind::Execute => matches!(
+                t,
+                tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
+            ),
+            ExpectKind::Sync | ExpectKind::Query => t == tag::READY_FOR_QUERY,
+            ExpectKind::Synthetic(_) => true,
+        }
+    }
+}
+
+/// Something the session must act on, found while relaying.
+#[derive(Debug)]
+pub enum Event {
+    /// ReadyForQuery for the client with this transaction status.
+    Ready(u8),
+    /// A statement completed; apply the session parameters it set.
+    Completed(Arc<Classification>),
+    /// A statement that pgroute tracks failed: forget these names.
+    Forget {
+        client: Option<String>,
+        server: Option<u64>,
+    },
+    /// The server entered COPY IN: client CopyData goes straight to it.
+    CopyIn,
+    /// CommandComplete "ROLLBACK" inside a transaction.
+    RolledBack,
+}
+
+/// The replies still to come on one server connection.
+#[derive(Debug, Default)]
+pub struct Relay {
+    pub expects: VecDeque<Expect>,
+}
+
+/// The server sent a message pgroute did not expect: the connection is out of step.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("unexpected message {0:?} from server")]
+    Unexpected(char),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl Relay {
+    pub fn is_idle(&self) -> bool {
+        self.expects.is_empty()
+    }
+
+    /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
+    /// the session must act on to `events`.
+    pub fn process(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Result<(), RelayError> {
+        while let Some(frame) = split_frame(buf)? {
+            let t = frame[0];
+            match t {
+                // Asynchronous messages may come at any time and always reach the client.
+                tag::NOTICE | tag::NOTIFICATION | tag::PARAMETER_STATUS => {
+                    out.extend_from_slice(&frame);
+                    continue;
+                }
+                _ => {}
+            }
+            self.emit_synthetic(out);
+            let front = self
+                .expects
+                .front_mut()
+                .ok_or(RelayError::Unexpected(t as char))?;
+            if t == tag::ERROR {
+                out.extend_from_slice(&frame);
+                self.on_error(out, events);
+                continue;
+            }
+            if front.visible {
+                out.extend_from_slice(&frame);
+            }
+            if t == tag::COPY_IN {
+                events.push(Event::CopyIn);
+            }
+            if t == tag::COMMAND_COMPLETE && frame.get(5..13) == Some(b"ROLLBACK") {
+                events.push(Event::RolledBack);
+            }
+            if front.completed_by(t) {
+                self.complete(t, &frame, events);
+            } else if t == tag::READY_FOR_QUERY {
+                return Err(RelayError::Unexpected(t as char));
+            }
+        }
+        self.emit_synthetic(out);
+        Ok(())
+    }
+
+    /// Sends the replies pgroute answers itself that are due before the next server message.
+    fn emit_synthetic(&mut self, out: &mut BytesMut) {
+        while let Some(Expect {
+            kind: ExpectKind::Synthetic(bytes),
+            ..
+        }) = self.expects.front()
+        {
+            out.extend_from_slice(bytes);
+            self.expects.pop_front();
+        }
+    }
+
+    fn complete(&mut self, t: u8, frame: &[u8], events: &mut Vec<Event>) {
+        let Some(done) = self.expects.pop_front() else {
+            return;
+        };
+        if let (Some(class), false) = (&done.class, done.failed) {
+            if !class.params.is_empty() && t != tag::PORTAL_SUSPENDED {
+                events.push(Event::Completed(class.clone()));
+            }
+        }
+        if t == tag::READY_FOR_QUERY && done.visible {
+            events.push(Event::Ready(frame.get(5).copied().unwrap_or(b'I')));
+        }
+    }
+
+    /// "When an error is detected while processing any extended-query message, the backend
+    /// issues ErrorResponse, then reads and discards messages until a Sync is reached."
+    /// So every reply expected before the next Sync will never come.
+    fn on_error(&mut self, _out: &mut BytesMut, events: &mut Vec<Event>) {
+        let Some(front) = self.expects.front_mut() else {
+            return;
+        };
+        if front.kind == ExpectKind::Query {
+            // A simple Query goes on to its ReadyForQuery; its statements were rolled back.
+            front.failed = true;
+            return;
+        }
+        while let Some(e) = self.expects.front() {
+            if e.kind == ExpectKind::Sync || e.kind == ExpectKind::Query {
+                break;
+            }
+            if let Some(e) = self.expects.pop_front() {
+                if e.forget_client.is_some() || e.forget_server.is_some() {
+                    events.push(Event::Forget {
+                        client: e.forget_client,
+                        server: e.forget_server,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Number of ReadyForQuery the client still waits for.
+    pub fn pending_syncs(&self) -> usize {
+        self.expects
+            .iter()
+            .filter(|e| e.visible && matches!(e.kind, ExpectKind::Sync | ExpectKind::Query))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![t];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn run(relay: &mut Relay, frames: &[Vec<u8>]) -> (Vec<u8>, Vec<Event>) {
+        let mut buf = BytesMut::from(&frames.concat()[..]);
+        let mut out = BytesMut::new();
+        let mut events = Vec::new();
+        relay.process(&mut buf, &mut out, &mut events).unwrap();
+        (out.to_vec(), events)
+    }
+
+    #[test]
+    fn injected_replies_are_swallowed_and_synthetic_ones_inserted_in_order() {
+        let mut relay = Relay::default();
+        relay
+            .expects
+            .push_back(Expect::synthetic(Bytes::from(frame(b'1', b""))));
+        relay.expects.push_back(Expect::hidden(ExpectKind::Parse));
+        relay.expects.push_back(Expect::new(ExpectKind::Bind));
+        relay.expects.push_back(Expect::new(ExpectKind::Execute));
+        relay.expects.push_back(Expect::new(ExpectKind::Sync));
+        let server = [
+            frame(b'1', b""),
+            frame(b'2', b""),
+            frame(b'D', b"\0\0"),
+            frame(b'C', b"SELECT 1\0"),
+            frame(b'Z', b"I"),
+        ];
+        let (out, events) = run(&mut relay, &server);
+        let want = [
+            frame(b'1', b""),
+            frame(b'2', b""),
+            frame(b'D', b"\0\0"),
+            frame(b'C', b"SELECT 1\0"),
+            frame(b'Z', b"I"),
+        ]
+        .concat();
+        assert_eq!(out, want);
+        assert!(matches!(events[..], [Event::Ready(b'I')]));
+        assert!(relay.is_idle());
+    }
+
+    #[test]
+    fn an_error_skips_to_sync_and_forgets_statements_never_created() {
+        let mut relay = Relay::default();
+        relay.expects.push_back(Expect::new(ExpectKind::Bind));
+        let mut parse = Expect::new(ExpectKind::Parse);
+        parse.forget_client = Some("s2".into());
+        parse.forget_server = Some(9);
+        relay.expects.push_back(parse);
+        relay
+            .expects
+            .push_back(Expect::synthetic(Bytes::from(frame(b'3', b""))));
+        relay.expects.push_back(Expect::new(ExpectKind::Sync));
+        let (out, events) = run(&mut relay, &[frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")]);
+        assert_eq!(
+            out,
+            [frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")].concat()
+        );
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Forget { client: Some(c), server: Some(9) } if c == "s2")));
+        assert!(relay.is_idle());
+    }
+
+    #[test]
+    fn notices_pass_anywhere_and_an_unexpected_ready_is_an_error() {
+        let mut relay = Relay::default();
+        relay.expects.push_back(Expect::new(ExpectKind::Bind));
+        let mut buf = BytesMut::from(&[frame(b'N', b"x\0"), frame(b'Z', b"I")].concat()[..]);
+        let mut out = BytesMut::new();
+        assert!(relay.process(&mut buf, &mut out, &mut Vec::new()).is_err());
+        assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
+    }
+}

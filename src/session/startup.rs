@@ -1,0 +1,237 @@
+//! A client's first messages: SSL/GSS negotiation, StartupMessage, authentication, and the
+//! ParameterStatus/BackendKeyData/ReadyForQuery a driver expects before its first query.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramServerAuth};
+use pgwire::api::auth::Password;
+use pgwire::messages::startup::Authentication;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+
+use super::SessionError;
+use crate::config::{AuthMethod, UserConfig};
+use crate::protocol::messages;
+use crate::protocol::{split_frame, Body};
+
+const SSL_REQUEST: i32 = 80877103;
+const GSSENC_REQUEST: i32 = 80877104;
+const CANCEL_REQUEST: i32 = 80877102;
+/// Startup packets are small; PostgreSQL caps them at 10000 bytes (MAX_STARTUP_PACKET_LENGTH).
+const MAX_STARTUP_LEN: usize = 10000;
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// What the client asked for in its StartupMessage.
+#[derive(Debug)]
+pub enum Hello {
+    Startup {
+        params: BTreeMap<String, String>,
+        /// The client asked for a newer protocol minor version or `_pq_.` options.
+        negotiate: Option<(i32, Vec<String>)>,
+    },
+    Cancel {
+        pid: i32,
+        secret: i32,
+    },
+}
+
+/// Reads one length-prefixed startup-phase packet (no type byte).
+async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes, SessionError> {
+    loop {
+        if buf.len() >= 4 {
+            let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            if !(8..=MAX_STARTUP_LEN as i32).contains(&len) {
+                return Err(SessionError::Protocol(format!(
+                    "invalid startup packet length {len}"
+                )));
+            }
+            if buf.len() >= len as usize {
+                return Ok(buf.split_to(len as usize).freeze());
+            }
+        }
+        if stream.read_buf(buf).await.map_err(SessionError::Client)? == 0 {
+            return Err(SessionError::ClientGone);
+        }
+    }
+}
+
+/// Reads packets until a StartupMessage or CancelRequest, refusing SSL and GSS encryption.
+pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Hello, SessionError> {
+    loop {
+        let mut pkt = read_packet(stream, buf).await?;
+        pkt.advance(4);
+        let code = pkt.get_i32();
+        match code {
+            // "The server then responds with a single byte containing S or N" — we have no TLS yet.
+            SSL_REQUEST | GSSENC_REQUEST => {
+                stream.write_all(b"N").await.map_err(SessionError::Client)?;
+            }
+            CANCEL_REQUEST if pkt.len() >= 8 => {
+                return Ok(Hello::Cancel {
+                    pid: pkt.get_i32(),
+                    secret: pkt.get_i32(),
+                });
+            }
+            _ if code >> 16 == 3 => return parse_startup(code, &pkt),
+            _ => {
+                return Err(SessionError::Refused(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "unsupported frontend protocol {}.{}",
+                        code >> 16,
+                        code & 0xffff
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, SessionError> {
+    let mut params = BTreeMap::new();
+    let mut unsupported = Vec::new();
+    let mut body = Body::new(body);
+    loop {
+        let name = body
+            .cstr("startup")
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        if name.is_empty() {
+            break;
+        }
+        let value = body
+            .cstr("startup")
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        if name.starts_with("_pq_.") {
+            unsupported.push(name.to_owned());
+        } else {
+            params.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    let minor = code & 0xffff;
+    let negotiate = (minor > 0 || !unsupported.is_empty()).then_some((minor.min(0), unsupported));
+    Ok(Hello::Startup { params, negotiate })
+}
+
+/// Salted passwords are computed once per user, not per login: PBKDF2 is slow on purpose.
+pub struct ScramSecret {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl ScramSecret {
+    pub fn new(password: &str) -> Self {
+        let salt: [u8; 16] = rand::random();
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+        ScramSecret {
+            salt: salt.to_vec(),
+            salted,
+        }
+    }
+}
+
+/// Authenticates the client as `user`; on failure returns the error to report (28P01).
+pub async fn authenticate(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    user: &UserConfig,
+    scram: &ScramSecret,
+) -> Result<(), SessionError> {
+    let failed = || {
+        SessionError::Refused(
+            SqlState::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{}\"", user.name),
+        )
+    };
+    let mut out = BytesMut::new();
+    match user.auth {
+        AuthMethod::Trust => return Ok(()),
+        AuthMethod::Md5 => {
+            let salt: [u8; 4] = rand::random();
+            messages::authentication(&mut out, Authentication::MD5Password(salt.to_vec()));
+            send(stream, &out).await?;
+            let frame = read_password_frame(stream, buf).await?;
+            let got = Body::of_frame(&frame)
+                .cstr("password")
+                .unwrap_or_default()
+                .to_owned();
+            let want = postgres_protocol::authentication::md5_hash(
+                user.name.as_bytes(),
+                user.password.as_bytes(),
+                salt,
+            );
+            if got != want {
+                return Err(failed());
+            }
+        }
+        AuthMethod::ScramSha256 => scram_exchange(stream, buf, scram).await.map_err(|e| {
+            tracing::debug!(error = %e, "SCRAM exchange failed");
+            failed()
+        })?,
+    }
+    Ok(())
+}
+
+async fn scram_exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    secret: &ScramSecret,
+) -> Result<(), SessionError> {
+    let mut out = BytesMut::new();
+    messages::authentication(
+        &mut out,
+        Authentication::SASL(vec!["SCRAM-SHA-256".to_owned()]),
+    );
+    send(stream, &out).await?;
+    // SASLInitialResponse: mechanism name, then Int32 length of the client-first message (or -1).
+    let frame = read_password_frame(stream, buf).await?;
+    let mut body = Body::of_frame(&frame);
+    let bad = |_| SessionError::Protocol("malformed SASLInitialResponse".into());
+    let mech = body.cstr("sasl").map_err(bad)?;
+    let len = body.i32("sasl").map_err(bad)?;
+    if mech != "SCRAM-SHA-256" || len < 0 || body.rest().len() != len as usize {
+        return Err(SessionError::Protocol("unsupported SASL mechanism".into()));
+    }
+    let server = ScramServerAuth::new();
+    let password = Password::new(Some(secret.salt.clone()), secret.salted.clone());
+    let (server_first, waiting) = server
+        .on_client_first_message(body.rest(), password)
+        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+    out.clear();
+    messages::authentication(&mut out, Authentication::SASLContinue(server_first.into()));
+    send(stream, &out).await?;
+    let frame = read_password_frame(stream, buf).await?;
+    let server_final = waiting
+        .on_client_final_message(Body::of_frame(&frame).rest())
+        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+    out.clear();
+    messages::authentication(&mut out, Authentication::SASLFinal(server_final.into()));
+    send(stream, &out).await
+}
+
+/// Reads the client's next PasswordMessage-family frame ('p').
+async fn read_password_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, SessionError> {
+    loop {
+        match split_frame(buf).map_err(|e| SessionError::Protocol(e.to_string()))? {
+            Some(f) if f[0] == b'p' => return Ok(f),
+            Some(f) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected a password message, got {:?}",
+                    f[0] as char
+                )))
+            }
+            None => {}
+        }
+        if stream.read_buf(buf).await.map_err(SessionError::Client)? == 0 {
+            return Err(SessionError::ClientGone);
+        }
+    }
+}
+
+async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), SessionError> {
+    stream.write_all(bytes).await.map_err(SessionError::Client)
+}

@@ -1,0 +1,102 @@
+//! Prepared statements across pooled server connections, and the classification cache.
+//!
+//! A client's named statement `s1` is prepared on servers under pgroute's own name `pgr_<id>`,
+//! where `id` is unique per distinct (query text, parameter types) in this process. Clients that
+//! prepare the same text share the server-side statement; each server connection remembers which
+//! ids it holds, so a Bind landing on a connection that lacks the statement gets a Parse injected
+//! in front of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::classify::{classify, Classification};
+
+/// Classifications cached by statement text: parse once per distinct text, not per execution.
+pub struct ClassCache {
+    cache: quick_cache::sync::Cache<String, Arc<Classification>>,
+}
+
+impl ClassCache {
+    pub fn new(capacity: usize) -> Self {
+        ClassCache {
+            cache: quick_cache::sync::Cache::new(capacity),
+        }
+    }
+
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        if let Some(c) = self.cache.get(sql) {
+            return c;
+        }
+        let c = Arc::new(classify(sql));
+        self.cache.insert(sql.to_owned(), c.clone());
+        c
+    }
+}
+
+/// A statement as pgroute prepares it on servers.
+#[derive(Debug)]
+pub struct Statement {
+    pub id: u64,
+    /// The name used on servers: `pgr_<id>`.
+    pub server_name: String,
+    /// The client's Parse body after the statement name: query text, NUL, parameter types.
+    pub after_name: Bytes,
+    pub class: Arc<Classification>,
+}
+
+/// Process-wide registry of named statements, keyed by (query text, parameter types).
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    by_body: HashMap<Bytes, Arc<Statement>>,
+    next_id: u64,
+}
+
+impl Registry {
+    /// The statement for this Parse body, registering it on first sight.
+    pub fn intern(&self, after_name: Bytes, query: &str, cache: &ClassCache) -> Arc<Statement> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = inner.by_body.get(&after_name) {
+            return s.clone();
+        }
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let stmt = Arc::new(Statement {
+            id,
+            server_name: format!("pgr_{id}"),
+            after_name: after_name.clone(),
+            class: cache.classify(query),
+        });
+        inner.by_body.insert(after_name, stmt.clone());
+        stmt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Target;
+
+    #[test]
+    fn same_text_and_types_share_one_server_statement() {
+        let cache = ClassCache::new(16);
+        let reg = Registry::default();
+        let a = reg.intern(Bytes::from_static(b"SELECT 1\0\0\0"), "SELECT 1", &cache);
+        let b = reg.intern(Bytes::from_static(b"SELECT 1\0\0\0"), "SELECT 1", &cache);
+        let c = reg.intern(
+            Bytes::from_static(b"SELECT 1\0\0\x01\0\0\0\x17"),
+            "SELECT 1",
+            &cache,
+        );
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.server_name, format!("pgr_{}", a.id));
+        assert_eq!(a.class.target, Target::Read);
+    }
+}
