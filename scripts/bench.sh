@@ -57,10 +57,12 @@ as_postgres() {
 work=$(mktemp -d "${TMPDIR:-/tmp}/pgroute-bench.XXXXXX")
 chmod 755 "$work"
 demo_pid=""
+bench_pid=""
 bouncer_pidfile="$work/pgbouncer/pgbouncer.pid"
 
 cleanup() {
     local status=$? i
+    if [ -n "$bench_pid" ]; then kill -TERM "$bench_pid" 2>/dev/null || true; fi
     if [ -f "$bouncer_pidfile" ]; then
         kill -TERM "$(cat "$bouncer_pidfile")" 2>/dev/null || true
     fi
@@ -203,8 +205,12 @@ run_pgbench() {
     out="$work/runs/r$round-${mode// /-}-$target.txt"
     read -r -a args <<<"$(mode_args "$mode")"
     printf '  round %s  %-22s %-10s ' "$round" "$mode" "$target"
+    # In the background, so that a signal to this script is handled at once.
     pgbench -c "$CLIENTS" -j "$JOBS" -T "$DURATION" --no-vacuum "${args[@]}" \
-        -h "$host" -p "$port" "$DB" >"$out" 2>&1 || true
+        -h "$host" -p "$port" "$DB" >"$out" 2>&1 &
+    bench_pid=$!
+    wait "$bench_pid" || true
+    bench_pid=""
     tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\).*/\1/p' "$out")
     failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$out")
     aborted=$(grep -c 'aborted in command' "$out" || true)
