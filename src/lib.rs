@@ -24,6 +24,7 @@ pub mod backend;
 pub mod classify;
 pub mod config;
 pub mod demo;
+pub mod monitor;
 pub mod protocol;
 pub mod router;
 pub mod server;

@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
 use crate::config::{Config, Role};
+use crate::monitor::view::{ClusterView, Primary};
 
 /// Backoff after a failed connection: doubles per consecutive failure up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -70,12 +73,13 @@ impl Node {
     }
 }
 
-/// All nodes, indexed by position in `[[nodes]]`.
+/// All nodes, indexed by position in `[[nodes]]`, and the monitor's latest view of them.
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: Vec<Arc<Node>>,
-    /// Index of the node that currently takes writes.
-    primary: AtomicUsize,
+    /// The node the config names as primary (used until the monitor has observed roles).
+    configured_primary: usize,
+    view: ArcSwap<ClusterView>,
 }
 
 impl Cluster {
@@ -100,23 +104,28 @@ impl Cluster {
             .iter()
             .position(|n| n.configured_role == Role::Primary)
             .unwrap_or(0);
+        let view = ClusterView::configured(nodes.len(), primary);
         Cluster {
             nodes,
-            primary: AtomicUsize::new(primary),
+            configured_primary: primary,
+            view: ArcSwap::from_pointee(view),
         }
     }
 
+    /// The latest snapshot; cheap, lock-free.
+    pub fn view(&self) -> arc_swap::Guard<Arc<ClusterView>> {
+        self.view.load()
+    }
+
+    pub fn publish(&self, view: ClusterView) {
+        self.view.store(Arc::new(view));
+    }
+
+    /// The node believed to be primary: the observed one, else the configured one.
     pub fn primary(&self) -> usize {
-        self.primary.load(Ordering::Relaxed)
-    }
-
-    pub fn set_primary(&self, node: usize) {
-        self.primary.store(node, Ordering::Relaxed);
-    }
-
-    /// Nodes that may take reads: every up node except the primary.
-    pub fn replicas(&self) -> impl Iterator<Item = &Arc<Node>> {
-        let primary = self.primary();
-        self.nodes.iter().filter(move |n| n.id != primary)
+        match self.view.load().primary {
+            Primary::Known(n) => n,
+            _ => self.configured_primary,
+        }
     }
 }

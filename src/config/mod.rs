@@ -73,6 +73,8 @@ pub struct Config {
     pub consistency: ConsistencyConfig,
     /// `[monitor]`: how the background monitor logs into the nodes.
     pub monitor: MonitorConfig,
+    /// `[failover]`: optional automatic promotion.
+    pub failover: FailoverConfig,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             consistency: ConsistencyConfig::default(),
             monitor: MonitorConfig::default(),
+            failover: FailoverConfig::default(),
         }
     }
 }
@@ -299,6 +302,29 @@ impl Default for ConsistencyConfig {
             read_your_writes: RywMode::default(),
             max_wait: Duration::ZERO,
             stick_for: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[failover]`: what pgroute does itself when the primary disappears.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Promote the most advanced replica (`pg_promote()`) after the primary has been
+    /// unreachable for `promote_after`. Default `false`: an external manager (Patroni, repmgr)
+    /// should decide, because a primary that is only cut off from pgroute would keep taking
+    /// writes from other clients while the promoted replica takes pgroute's (split brain).
+    pub auto_promote: bool,
+    /// How long the primary must be unreachable before `auto_promote` acts. Default `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub promote_after: Duration,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        Self {
+            auto_promote: false,
+            promote_after: Duration::from_secs(10),
         }
     }
 }

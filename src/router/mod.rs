@@ -6,15 +6,26 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio_postgres::error::SqlState;
+
 use crate::backend::Cluster;
 use crate::classify::Target;
-use crate::config::Balance;
+use crate::config::{Balance, Role, WhenAllLagging};
+use crate::monitor::view::{ClusterView, NodeView, Primary};
 
 /// Where a unit of work (a Query, or an extended batch up to Sync) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    Primary,
+    Primary(usize),
     Replica(usize),
+}
+
+impl Route {
+    pub fn node(self) -> usize {
+        match self {
+            Route::Primary(n) | Route::Replica(n) => n,
+        }
+    }
 }
 
 /// A replica that may take a read, with what balancing needs to know about it.
@@ -69,19 +80,41 @@ fn by_weight(cands: &[Candidate], mut point: u64) -> Option<usize> {
     None
 }
 
+/// Why a unit of work has nowhere to go. Returned at once: a client never hangs on routing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no primary is available: no reachable node accepts writes")]
+    NoPrimary,
+    #[error(
+        "writes refused: several nodes claim to be primary ({0}); waiting for one to step down"
+    )]
+    SplitBrain(String),
+    #[error("every replica lags beyond the configured limits (lag.when_all_lagging = \"error\")")]
+    AllLagging,
+}
+
+impl RouteError {
+    pub fn sqlstate(&self) -> SqlState {
+        // 57P03 cannot_connect_now: the cluster cannot serve this right now; retrying later may work.
+        SqlState::CANNOT_CONNECT_NOW
+    }
+}
+
 /// The router: reads the cluster's live state and applies the balancing policy.
 #[derive(Debug)]
 pub struct Router {
     cluster: Arc<Cluster>,
     balance: Balance,
+    when_all_lagging: WhenAllLagging,
     tick: AtomicU64,
 }
 
 impl Router {
-    pub fn new(cluster: Arc<Cluster>, balance: Balance) -> Self {
+    pub fn new(cluster: Arc<Cluster>, balance: Balance, when_all_lagging: WhenAllLagging) -> Self {
         Router {
             cluster,
             balance,
+            when_all_lagging,
             tick: AtomicU64::new(0),
         }
     }
@@ -90,32 +123,104 @@ impl Router {
         &self.cluster
     }
 
-    /// Route for a unit of work of class `target`, skipping the nodes in `exclude` (nodes that
-    /// just failed for this unit).
-    pub fn route(&self, target: Target, exclude: &[usize]) -> Route {
-        if target == Target::Write {
-            return Route::Primary;
+    /// The node that takes writes now.
+    pub fn primary(&self) -> Result<usize, RouteError> {
+        let view = self.cluster.view();
+        match &view.primary {
+            Primary::Known(n) => Ok(*n),
+            Primary::Missing => Err(RouteError::NoPrimary),
+            Primary::Conflict(nodes) => Err(RouteError::SplitBrain(self.names(nodes))),
         }
-        let cands: Vec<Candidate> = self
-            .cluster
-            .replicas()
-            .filter(|n| n.is_up() && n.weight > 0 && !exclude.contains(&n.id))
-            .map(|n| Candidate {
-                node: n.id,
-                weight: n.weight,
-                outstanding: n.outstanding(),
-            })
-            .collect();
+    }
+
+    fn names(&self, nodes: &[usize]) -> String {
+        nodes
+            .iter()
+            .filter_map(|n| self.cluster.nodes.get(*n))
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Route for a unit of work of class `target`, skipping the nodes in `exclude` (nodes that
+    /// just failed for this unit) and replicas that `usable` rejects (read-your-writes).
+    pub fn route(
+        &self,
+        target: Target,
+        exclude: &[usize],
+        usable: &dyn Fn(&NodeView) -> bool,
+    ) -> Result<Route, RouteError> {
+        if target == Target::Write {
+            return self.primary().map(Route::Primary);
+        }
+        let view = self.cluster.view();
+        let is_replica = |id: usize, nv: &NodeView| match view.observed {
+            true => nv.reachable && nv.in_recovery == Some(true),
+            false => self.cluster.nodes[id].configured_role == Role::Replica,
+        };
+        let mut any_up = false;
+        let mut cands = Vec::with_capacity(view.nodes.len());
+        for (node, nv) in self.cluster.nodes.iter().zip(view.nodes.iter()) {
+            if !is_replica(node.id, nv)
+                || !node.is_up()
+                || node.weight == 0
+                || exclude.contains(&node.id)
+            {
+                continue;
+            }
+            any_up = true;
+            if !nv.lagging && usable(nv) {
+                cands.push(Candidate {
+                    node: node.id,
+                    weight: node.weight,
+                    outstanding: node.outstanding(),
+                });
+            }
+        }
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let random = if self.balance == Balance::Random {
             rand::random()
         } else {
             0
         };
-        match pick_replica(&cands, self.balance, tick, random) {
-            Some(node) => Route::Replica(node),
-            None => Route::Primary,
+        if let Some(node) = pick_replica(&cands, self.balance, tick, random) {
+            return Ok(Route::Replica(node));
         }
+        // No replica can be reached at all: the primary serves reads. Replicas that are up but
+        // lagging: the configured policy decides.
+        if any_up && cands.is_empty() {
+            match self.when_all_lagging {
+                WhenAllLagging::Error => return Err(RouteError::AllLagging),
+                WhenAllLagging::LeastLagged => {
+                    if let Some(n) = self.least_lagged(&view, exclude, usable) {
+                        return Ok(Route::Replica(n));
+                    }
+                }
+                WhenAllLagging::Primary => {}
+            }
+        }
+        self.primary().map(Route::Primary)
+    }
+
+    /// The reachable replica with the smallest byte lag (ignoring the lag limits).
+    fn least_lagged(
+        &self,
+        view: &ClusterView,
+        exclude: &[usize],
+        usable: &dyn Fn(&NodeView) -> bool,
+    ) -> Option<usize> {
+        view.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, nv)| {
+                nv.reachable
+                    && nv.in_recovery == Some(true)
+                    && usable(nv)
+                    && !exclude.contains(i)
+                    && self.cluster.nodes[*i].is_up()
+            })
+            .min_by_key(|(_, nv)| nv.lag_bytes)
+            .map(|(i, _)| i)
     }
 }
 

@@ -49,7 +49,11 @@ impl Proxy {
             idle_timeout: config.pool.idle_timeout,
         };
         Arc::new(Proxy {
-            router: Router::new(cluster.clone(), config.routing.balance),
+            router: Router::new(
+                cluster.clone(),
+                config.routing.balance,
+                config.lag.when_all_lagging,
+            ),
             cluster,
             pools: Pools::new(settings),
             registry: Registry::default(),
@@ -77,6 +81,7 @@ pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
 /// Accepts clients until `shutdown` fires, then waits for the sessions to finish.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    let monitor = crate::monitor::spawn(proxy.clone(), shutdown.clone());
     let limit = Arc::new(Semaphore::new(proxy.config.max_client_conn));
     let next_id = AtomicU64::new(1);
     let mut backoff = Duration::from_millis(5);
@@ -116,6 +121,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
     }
     tracker.close();
     tracker.wait().await;
+    let _ = monitor.await;
 }
 
 /// "sorry, too many clients already" with PostgreSQL's SQLSTATE 53300.

@@ -14,7 +14,7 @@ use crate::backend::BackendError;
 use crate::classify::{Classification, Target, TxnControl};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame, Body};
-use crate::router::Route;
+use crate::router::{Route, RouteError};
 
 /// What to do with the next unit of work.
 enum Decision {
@@ -24,6 +24,13 @@ enum Decision {
     Acquire,
     /// The held connection is busy elsewhere: wait for its replies first.
     Wait,
+}
+
+/// Why a unit of work got no server connection.
+#[derive(Debug)]
+enum Refusal {
+    Backend(BackendError),
+    Route(RouteError),
 }
 
 /// Outcome of reading from whichever side spoke first.
@@ -152,7 +159,9 @@ impl Session {
             }
             // Pipelined behind unfinished work: a read is correct anywhere, a write only on the
             // primary; otherwise wait until the held connection is done.
-            Some(h) if target == Target::Read || h.route == Route::Primary => Decision::Held,
+            Some(h) if target == Target::Read || matches!(h.route, Route::Primary(_)) => {
+                Decision::Held
+            }
             Some(_) => Decision::Wait,
         }
     }
@@ -261,22 +270,16 @@ impl Session {
     /// Takes a server connection for a unit of work of class `target`. A replica that cannot be
     /// reached is skipped (nothing was sent yet, so this is safe); the primary's failure is the
     /// unit's error.
-    async fn acquire(
-        &mut self,
-        target: Target,
-        to_server: &mut BytesMut,
-    ) -> Result<(), BackendError> {
+    async fn acquire(&mut self, target: Target, to_server: &mut BytesMut) -> Result<(), Refusal> {
         let mut excluded = Vec::new();
         loop {
             let route = if self.session_mode {
-                Route::Primary
+                self.proxy.router.primary().map(Route::Primary)
             } else {
-                self.proxy.router.route(target, &excluded)
-            };
-            let node = match route {
-                Route::Primary => self.proxy.cluster.primary(),
-                Route::Replica(n) => n,
-            };
+                self.proxy.router.route(target, &excluded, &|_| true)
+            }
+            .map_err(Refusal::Route)?;
+            let node = route.node();
             match self.pools[node].acquire().await {
                 Ok(mut conn) => {
                     let mut relay = Relay::default();
@@ -294,21 +297,25 @@ impl Session {
                     self.held = Some(Held { conn, route, relay });
                     return Ok(());
                 }
-                Err(e @ BackendError::Refused(_)) => return Err(e),
+                Err(e @ BackendError::Refused(_)) => return Err(Refusal::Backend(e)),
                 Err(e) if matches!(route, Route::Replica(_)) => {
                     tracing::debug!(node, error = %e, "replica unavailable, rerouting read");
                     excluded.push(node);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(Refusal::Backend(e)),
             }
         }
     }
 
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
-    fn refuse_unit(&mut self, e: &BackendError, ready: bool) {
+    fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
         match e {
-            BackendError::Refused(frame) => self.out.extend_from_slice(frame),
-            _ => {
+            Refusal::Backend(BackendError::Refused(frame)) => self.out.extend_from_slice(frame),
+            Refusal::Backend(e) => {
+                let msg = format!("pgroute: {e}");
+                messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
+            }
+            Refusal::Route(e) => {
                 let msg = format!("pgroute: {e}");
                 messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
             }

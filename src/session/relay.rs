@@ -154,6 +154,10 @@ impl Relay {
                 self.on_error(out, events);
                 continue;
             }
+            let completes = front.completed_by(t);
+            if t == tag::READY_FOR_QUERY && !completes {
+                return Err(RelayError::Unexpected(t as char));
+            }
             if front.visible {
                 out.extend_from_slice(&frame);
             }
@@ -163,10 +167,8 @@ impl Relay {
             if t == tag::COMMAND_COMPLETE && frame.get(5..13) == Some(b"ROLLBACK") {
                 events.push(Event::RolledBack);
             }
-            if front.completed_by(t) {
+            if completes {
                 self.complete(t, &frame, events);
-            } else if t == tag::READY_FOR_QUERY {
-                return Err(RelayError::Unexpected(t as char));
             }
         }
         self.emit_synthetic(out);
