@@ -223,52 +223,51 @@ pub struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    pub fn encode(&mut self, msg: ExtMsg) {
+    pub fn encode(&mut self, msg: &ExtMsg) {
         match msg {
             ExtMsg::ParseNamed { client_name, stmt } => {
-                if self.conn.prepared.contains(&stmt.id) {
-                    let mut e = Expect::synthetic(messages::empty(b'1'));
-                    e.forget_client = Some(client_name);
-                    self.expects.push(e);
+                let mut e = if self.conn.prepared.contains(&stmt.id) {
+                    Expect::synthetic(messages::empty(b'1'))
                 } else {
                     self.conn.prepared.insert(stmt.id);
                     messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
                     let mut e = Expect::new(ExpectKind::Parse);
-                    e.forget_client = Some(client_name);
                     e.forget_server = Some(stmt.id);
-                    self.expects.push(e);
-                }
+                    e
+                };
+                e.forget_client = Some(client_name.clone());
+                self.expects.push(e);
             }
             ExtMsg::ParseUnnamed { frame } => {
                 self.unnamed = None;
                 self.forward(frame, Some(ExpectKind::Parse));
             }
             ExtMsg::Bind { frame, stmt } => {
-                self.rewrite(&frame, &stmt, true);
+                self.rewrite(frame, stmt, true);
                 self.expects.push(Expect::new(ExpectKind::Bind));
             }
             ExtMsg::DescribeStmt { frame, stmt } => {
-                self.rewrite(&frame, &stmt, false);
+                self.rewrite(frame, stmt, false);
                 self.expects.push(Expect::new(ExpectKind::Describe));
             }
-            ExtMsg::Forward { frame, kind } => self.forward(frame, kind),
+            ExtMsg::Forward { frame, kind } => self.forward(frame, kind.clone()),
             ExtMsg::Execute { frame, class } => {
-                self.out.extend_from_slice(&frame);
+                self.out.extend_from_slice(frame);
                 let mut e = Expect::new(ExpectKind::Execute);
-                e.class = class;
+                e.class = class.clone();
                 self.expects.push(e);
             }
             ExtMsg::CloseNamed => self.expects.push(Expect::synthetic(messages::empty(b'3'))),
             ExtMsg::ParseDuplicate { stmt } => {
-                self.ensure_prepared(&stmt);
+                self.ensure_prepared(stmt);
                 messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
                 self.expects.push(Expect::new(ExpectKind::Parse));
             }
         }
     }
 
-    fn forward(&mut self, frame: BytesMut, kind: Option<ExpectKind>) {
-        self.out.extend_from_slice(&frame);
+    fn forward(&mut self, frame: &[u8], kind: Option<ExpectKind>) {
+        self.out.extend_from_slice(frame);
         if let Some(kind) = kind {
             self.expects.push(Expect::new(kind));
         }

@@ -2,7 +2,9 @@
 //! relayed, and the server connection given back as soon as the transaction is over.
 
 use bytes::BytesMut;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio_postgres::error::SqlState;
 
 use super::cancel;
@@ -61,8 +63,8 @@ impl Session {
                 Input::Client(Ok(0)) => return Err(SessionError::ClientGone),
                 Input::Client(Ok(_)) => {}
                 Input::Client(Err(e)) => return Err(SessionError::Client(e)),
-                Input::Server(Ok(0)) => self.server_lost(BackendError::Closed)?,
-                Input::Server(Err(e)) => self.server_lost(BackendError::Io(e))?,
+                Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
+                Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data()?,
             }
         }
@@ -87,7 +89,7 @@ impl Session {
         if !to_server.is_empty() {
             if let Some(h) = self.held.as_mut() {
                 if let Err(e) = h.conn.write(&to_server).await {
-                    self.server_lost(e)?;
+                    self.lost(e).await?;
                 }
             }
         }
@@ -175,87 +177,99 @@ impl Session {
                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
             self.proxy.classes.classify(sql)
         };
-        match self.decide(class.target) {
-            Decision::Wait => return Ok(false),
-            Decision::Acquire => {
-                if let Err(e) = self.acquire(class.target, to_server).await {
-                    self.split_client()?;
-                    self.refuse_unit(&e, true);
-                    return Ok(true);
-                }
-            }
-            Decision::Held => {}
+        let decision = self.decide(class.target);
+        if let Decision::Wait = decision {
+            return Ok(false);
         }
         let frame = self.split_client()?;
-        self.note_begin(&class);
-        to_server.extend_from_slice(&frame);
-        let mut expect = Expect::new(ExpectKind::Query);
-        expect.class = Some(class);
-        if let Some(h) = self.held.as_mut() {
-            h.relay.expects.push_back(expect);
-        }
-        // "the unnamed prepared statement … is destroyed by a simple Query"
-        self.unnamed_on_held = false;
+        let target = class.target;
+        let begins = matches!(class.txn, Some(TxnControl::Begin { .. }));
+        let unit = Unit::Query { frame, class };
+        self.dispatch(unit, target, begins, decision, to_server)
+            .await;
         Ok(true)
     }
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
     async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
-        match self.decide(target) {
-            Decision::Wait => return Ok(false),
-            Decision::Acquire => {
-                if let Err(e) = self.acquire(target, to_server).await {
-                    let batch = std::mem::take(&mut self.batch);
-                    let has_sync = batch.msgs.iter().any(|m| {
-                        matches!(
-                            m,
-                            ExtMsg::Forward {
-                                kind: Some(ExpectKind::Sync),
-                                ..
-                            }
-                        )
-                    });
-                    self.refuse_unit(&e, has_sync);
-                    return Ok(true);
-                }
-            }
-            Decision::Held => {}
+        let decision = self.decide(target);
+        if let Decision::Wait = decision {
+            return Ok(false);
         }
         let batch = std::mem::take(&mut self.batch);
-        if batch.begins {
-            self.note_begin_txn();
-        }
-        let Some(h) = self.held.as_mut() else {
-            return Ok(true);
-        };
-        let unnamed = if self.unnamed_on_held {
-            None
-        } else {
-            self.unnamed.as_ref()
-        };
-        let had_unnamed = unnamed.is_some();
-        let mut enc = Encoder {
-            conn: &mut h.conn,
-            out: BytesMut::new(),
-            expects: Vec::new(),
-            unnamed,
-        };
-        let mut parsed_unnamed = false;
-        for msg in batch.msgs {
-            parsed_unnamed |= matches!(msg, ExtMsg::ParseUnnamed { .. });
-            enc.encode(msg);
-        }
-        let injected = had_unnamed && enc.unnamed.is_none();
-        to_server.extend_from_slice(&enc.out);
-        h.relay.expects.extend(enc.expects);
-        self.unnamed_on_held |= parsed_unnamed || injected;
+        let unit = Unit::Batch(batch.msgs);
+        self.dispatch(unit, target, batch.begins, decision, to_server)
+            .await;
         Ok(true)
     }
 
-    fn note_begin(&mut self, class: &Classification) {
-        if matches!(class.txn, Some(TxnControl::Begin { .. })) {
+    /// Sends a routed unit, taking a server connection first if the decision says so. A read
+    /// sent on a fresh connection outside a transaction is kept until its first reply, so that
+    /// it can be retried elsewhere if that server fails first.
+    async fn dispatch(
+        &mut self,
+        unit: Unit,
+        target: Target,
+        begins: bool,
+        decision: Decision,
+        to_server: &mut BytesMut,
+    ) {
+        let fresh = matches!(decision, Decision::Acquire);
+        if fresh {
+            if let Err(e) = self.acquire(target, Vec::new(), to_server).await {
+                self.refuse_unit(&e, unit.awaits_ready());
+                return;
+            }
+        }
+        if begins {
             self.note_begin_txn();
+        }
+        self.encode_unit(&unit, to_server);
+        let retryable =
+            fresh && target == Target::Read && self.txn == b'I' && self.pinned.is_none();
+        if let Some(h) = self.held.as_mut() {
+            h.retry = retryable.then_some((unit, target));
+        }
+    }
+
+    /// Writes a unit for the held connection: names rewritten, missing statements prepared.
+    fn encode_unit(&mut self, unit: &Unit, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        match unit {
+            Unit::Query { frame, class } => {
+                to_server.extend_from_slice(frame);
+                let mut expect = Expect::new(ExpectKind::Query);
+                expect.class = Some(class.clone());
+                h.relay.expects.push_back(expect);
+                // "the unnamed prepared statement … is destroyed by a simple Query"
+                self.unnamed_on_held = false;
+            }
+            Unit::Batch(msgs) => {
+                let unnamed = if self.unnamed_on_held {
+                    None
+                } else {
+                    self.unnamed.as_ref()
+                };
+                let had_unnamed = unnamed.is_some();
+                let mut enc = Encoder {
+                    conn: &mut h.conn,
+                    out: BytesMut::new(),
+                    expects: Vec::new(),
+                    unnamed,
+                };
+                let mut parsed_unnamed = false;
+                for msg in msgs {
+                    parsed_unnamed |= matches!(msg, ExtMsg::ParseUnnamed { .. });
+                    enc.encode(msg);
+                }
+                let injected = had_unnamed && enc.unnamed.is_none();
+                to_server.extend_from_slice(&enc.out);
+                h.relay.expects.extend(enc.expects);
+                self.unnamed_on_held |= parsed_unnamed || injected;
+            }
         }
     }
 
@@ -270,8 +284,12 @@ impl Session {
     /// Takes a server connection for a unit of work of class `target`. A replica that cannot be
     /// reached is skipped (nothing was sent yet, so this is safe); the primary's failure is the
     /// unit's error.
-    async fn acquire(&mut self, target: Target, to_server: &mut BytesMut) -> Result<(), Refusal> {
-        let mut excluded = Vec::new();
+    async fn acquire(
+        &mut self,
+        target: Target,
+        mut excluded: Vec<usize>,
+        to_server: &mut BytesMut,
+    ) -> Result<(), Refusal> {
         loop {
             let route = if self.session_mode {
                 self.proxy.router.primary().map(Route::Primary)
@@ -294,7 +312,12 @@ impl Session {
                         secret: conn.backend_secret,
                     }));
                     tracing::trace!(node = %conn.node().name, ?target, "routed");
-                    self.held = Some(Held { conn, route, relay });
+                    self.held = Some(Held {
+                        conn,
+                        route,
+                        relay,
+                        retry: None,
+                    });
                     return Ok(());
                 }
                 Err(e @ BackendError::Refused(_)) => return Err(Refusal::Backend(e)),
@@ -332,9 +355,17 @@ impl Session {
         };
         let mut events = Vec::new();
         let conn = &mut *h.conn;
+        let before = self.out.len();
         if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
             tracing::warn!(error = %e, "server connection out of step");
-            return self.server_lost(BackendError::Protocol("unexpected message from server"));
+            h.retry = None;
+            return self
+                .server_lost(BackendError::Protocol("unexpected message from server"))
+                .map(|_| ());
+        }
+        if self.out.len() != before || !events.is_empty() {
+            // The client has seen part of the reply: the unit can no longer be retried.
+            h.retry = None;
         }
         for event in events {
             self.on_event(event);
@@ -416,11 +447,24 @@ impl Session {
     /// each unit still waiting and the session goes on; inside one (or when pinned) the
     /// session's server state is gone, so the session ends with that error, as PostgreSQL's
     /// own would.
-    fn server_lost(&mut self, err: BackendError) -> Result<(), SessionError> {
+    fn server_lost(&mut self, err: BackendError) -> Result<Option<Retry>, SessionError> {
         let Some(h) = self.held.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let node = h.conn.node().name.clone();
+        let node_id = h.conn.node().id;
+        if let Some((unit, target)) = h.retry {
+            tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
+            h.conn.node().mark_down(&err);
+            drop(h.conn);
+            self.unnamed_on_held = false;
+            self.cancel.set_target(None);
+            return Ok(Some(Retry {
+                unit,
+                target,
+                failed: node_id,
+            }));
+        }
         tracing::warn!(%node, error = %err, "server connection lost");
         let pending = h.relay.pending_syncs();
         drop(h);
@@ -443,6 +487,64 @@ impl Session {
         for _ in 0..pending {
             messages::ready_for_query(&mut self.out, b'I');
         }
+        Ok(None)
+    }
+
+    /// Handles a failed server connection, retrying its read once on another node when that
+    /// is safe (see [`Session::server_lost`]).
+    async fn lost(&mut self, err: BackendError) -> Result<(), SessionError> {
+        let Some(retry) = self.server_lost(err)? else {
+            return Ok(());
+        };
+        let mut to_server = BytesMut::new();
+        if let Err(e) = self
+            .acquire(retry.target, vec![retry.failed], &mut to_server)
+            .await
+        {
+            self.refuse_unit(&e, retry.unit.awaits_ready());
+            return Ok(());
+        }
+        self.encode_unit(&retry.unit, &mut to_server);
+        if let Some(h) = self.held.as_mut() {
+            if let Err(e) = h.conn.write(&to_server).await {
+                // Retried once already: this failure is the unit's.
+                self.server_lost(e)?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A read to send again after its server failed before answering.
+struct Retry {
+    unit: Unit,
+    target: Target,
+    failed: usize,
+}
+
+/// A unit of work as the client sent it: a simple Query, or an extended batch.
+pub(super) enum Unit {
+    Query {
+        frame: BytesMut,
+        class: Arc<Classification>,
+    },
+    Batch(Vec<ExtMsg>),
+}
+
+impl Unit {
+    /// Whether the client waits for a ReadyForQuery for this unit.
+    fn awaits_ready(&self) -> bool {
+        match self {
+            Unit::Query { .. } => true,
+            Unit::Batch(msgs) => msgs.iter().any(|m| {
+                matches!(
+                    m,
+                    ExtMsg::Forward {
+                        kind: Some(ExpectKind::Sync),
+                        ..
+                    }
+                )
+            }),
+        }
     }
 }

@@ -62,6 +62,8 @@ struct Held {
     conn: PooledConn,
     route: Route,
     relay: Relay,
+    /// The read just sent on this fresh connection, until the client sees any of its reply.
+    retry: Option<(flow::Unit, crate::classify::Target)>,
 }
 
 /// One connected, authenticated client.
