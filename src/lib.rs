@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod classify;
 pub mod config;
+pub mod consistency;
 pub mod demo;
 pub mod monitor;
 pub mod protocol;

@@ -80,6 +80,8 @@ pub struct Cluster {
     /// The node the config names as primary (used until the monitor has observed roles).
     configured_primary: usize,
     view: ArcSwap<ClusterView>,
+    /// Woken whenever a new view is published (reads waiting for a replica to catch up).
+    changed: tokio::sync::Notify,
 }
 
 impl Cluster {
@@ -109,6 +111,7 @@ impl Cluster {
             nodes,
             configured_primary: primary,
             view: ArcSwap::from_pointee(view),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -119,6 +122,12 @@ impl Cluster {
 
     pub fn publish(&self, view: ClusterView) {
         self.view.store(Arc::new(view));
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next published view.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The node believed to be primary: the observed one, else the configured one.

@@ -150,6 +150,12 @@ pub fn classify(sql: &str) -> Classification {
 }
 
 impl Classification {
+    /// Whether running it changes session state the proxy tracks (parameters, pinning,
+    /// prepared statements).
+    pub fn has_session_effects(&self) -> bool {
+        !self.params.is_empty() || self.pin.is_some() || self.unpin || self.discard_all
+    }
+
     /// No statements: nothing to run anywhere, so a read.
     fn empty() -> Self {
         Self {

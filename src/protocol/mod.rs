@@ -105,6 +105,7 @@ pub mod tag {
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const PARAMETER_DESCRIPTION: u8 = b't';
     pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const DATA_ROW: u8 = b'D';
     pub const NO_DATA: u8 = b'n';
     pub const READY_FOR_QUERY: u8 = b'Z';
     pub const COPY_IN: u8 = b'G';

@@ -12,6 +12,7 @@ use super::statements::Statement;
 use super::{Session, SessionError};
 use crate::backend::ServerConn;
 use crate::classify::{Classification, Target, TxnControl};
+use crate::consistency::{parse_hints, Hints};
 use crate::protocol::{messages, Body};
 
 /// The statement a Bind or Describe refers to.
@@ -82,6 +83,10 @@ pub struct Batch {
     pub complete: bool,
     /// A statement in the batch opens a transaction.
     pub begins: bool,
+    /// A statement in the batch commits a transaction.
+    pub commits: bool,
+    /// Read hints from the comments of statements parsed in this batch.
+    pub hints: Hints,
     /// The classification of the statement bound by the batch's last Bind (for Execute).
     last_bound: Option<Arc<Classification>>,
 }
@@ -93,6 +98,7 @@ impl Batch {
 
     fn note(&mut self, class: &Classification) {
         self.begins |= matches!(class.txn, Some(TxnControl::Begin { .. }));
+        self.commits |= matches!(class.txn, Some(TxnControl::Commit));
         if self.target != Some(Target::Write) {
             self.target = Some(class.target);
         }
@@ -143,6 +149,11 @@ impl Session {
         let after = body.rest();
         let query = body.cstr("Parse").map_err(malformed)?;
         let after_name = Bytes::copy_from_slice(after);
+        if query.starts_with("/*") {
+            let hints = parse_hints(query);
+            self.batch.hints.min_lsn = self.batch.hints.min_lsn.max(hints.min_lsn);
+            self.batch.hints.max_lag = self.batch.hints.max_lag.or(hints.max_lag);
+        }
         if name.is_empty() {
             let class = self.proxy.classes.classify(query);
             self.batch.note(&class);

@@ -3,17 +3,22 @@
 
 use bytes::BytesMut;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio_postgres::error::SqlState;
 
 use super::cancel;
 use super::extended::{Encoder, ExtMsg};
+use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, Relay};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target, TxnControl};
+use crate::config::RywMode;
+use crate::consistency::{parse_hints, Hints, ReadPolicy};
+use crate::monitor::view::{format_lsn, NodeView};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame, Body};
 use crate::router::{Route, RouteError};
@@ -170,23 +175,39 @@ impl Session {
 
     /// Routes and sends a simple Query. Returns false when it has to wait.
     async fn dispatch_query(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
-        let class = {
-            let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-            let sql = Body::of_frame(&self.cbuf[..frame_end])
-                .cstr("Query")
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            self.proxy.classes.classify(sql)
+        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
+        let sql = Body::of_frame(&self.cbuf[..frame_end])
+            .cstr("Query")
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let class = self.proxy.classes.classify(sql);
+        let hints = if sql.starts_with("/*") {
+            parse_hints(sql)
+        } else {
+            Hints::default()
         };
+        if local::answers(sql, &class) {
+            // SET/SHOW of pgroute's own settings: answered here, in order with other replies.
+            if self.held.is_some() {
+                return Ok(false);
+            }
+            let sql = sql.to_owned();
+            self.split_client()?;
+            local::answer(self, &sql, &class);
+            return Ok(true);
+        }
         let decision = self.decide(class.target);
         if let Decision::Wait = decision {
             return Ok(false);
         }
         let frame = self.split_client()?;
-        let target = class.target;
-        let begins = matches!(class.txn, Some(TxnControl::Begin { .. }));
+        let traits = Traits {
+            target: class.target,
+            begins: matches!(class.txn, Some(TxnControl::Begin { .. })),
+            commits: matches!(class.txn, Some(TxnControl::Commit)),
+            hints,
+        };
         let unit = Unit::Query { frame, class };
-        self.dispatch(unit, target, begins, decision, to_server)
-            .await;
+        self.dispatch(unit, traits, decision, to_server).await;
         Ok(true)
     }
 
@@ -198,8 +219,13 @@ impl Session {
             return Ok(false);
         }
         let batch = std::mem::take(&mut self.batch);
-        let unit = Unit::Batch(batch.msgs);
-        self.dispatch(unit, target, batch.begins, decision, to_server)
+        let traits = Traits {
+            target,
+            begins: batch.begins,
+            commits: batch.commits,
+            hints: batch.hints,
+        };
+        self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
             .await;
         Ok(true)
     }
@@ -210,26 +236,40 @@ impl Session {
     async fn dispatch(
         &mut self,
         unit: Unit,
-        target: Target,
-        begins: bool,
+        traits: Traits,
         decision: Decision,
         to_server: &mut BytesMut,
     ) {
         let fresh = matches!(decision, Decision::Acquire);
         if fresh {
-            if let Err(e) = self.acquire(target, Vec::new(), to_server).await {
+            let acquired = self
+                .acquire(traits.target, Vec::new(), &traits.hints, to_server)
+                .await;
+            if let Err(e) = acquired {
                 self.refuse_unit(&e, unit.awaits_ready());
                 return;
             }
         }
-        if begins {
+        if traits.begins {
             self.note_begin_txn();
         }
         self.encode_unit(&unit, to_server);
+        let capture = self.ryw.mode() == RywMode::Lsn
+            && traits.target == Target::Write
+            && ((self.txn == b'I' && !traits.begins) || traits.commits);
         let retryable =
-            fresh && target == Target::Read && self.txn == b'I' && self.pinned.is_none();
+            fresh && traits.target == Target::Read && self.txn == b'I' && self.pinned.is_none();
         if let Some(h) = self.held.as_mut() {
-            h.retry = retryable.then_some((unit, target));
+            h.wrote |= traits.target == Target::Write;
+            if capture {
+                // Pipelined right behind the client's statement: the LSN arrives after the
+                // client's ReadyForQuery, which is relayed without waiting for it.
+                messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");
+                h.relay
+                    .expects
+                    .push_back(Expect::hidden(ExpectKind::CaptureLsn));
+            }
+            h.retry = retryable.then_some((unit, traits.target, traits.hints));
         }
     }
 
@@ -288,15 +328,14 @@ impl Session {
         &mut self,
         target: Target,
         mut excluded: Vec<usize>,
+        hints: &Hints,
         to_server: &mut BytesMut,
     ) -> Result<(), Refusal> {
         loop {
-            let route = if self.session_mode {
-                self.proxy.router.primary().map(Route::Primary)
-            } else {
-                self.proxy.router.route(target, &excluded, &|_| true)
-            }
-            .map_err(Refusal::Route)?;
+            let route = self
+                .choose_route(target, &excluded, hints)
+                .await
+                .map_err(Refusal::Route)?;
             let node = route.node();
             match self.pools[node].acquire().await {
                 Ok(mut conn) => {
@@ -317,6 +356,7 @@ impl Session {
                         route,
                         relay,
                         retry: None,
+                        wrote: false,
                     });
                     return Ok(());
                 }
@@ -327,6 +367,47 @@ impl Session {
                 }
                 Err(e) => return Err(Refusal::Backend(e)),
             }
+        }
+    }
+
+    /// Where a unit goes: the primary for writes (and reads that consistency keeps there), else
+    /// a replica the session's read-your-writes requirement allows, waiting up to
+    /// `consistency.max_wait` for one to catch up before falling back to the primary.
+    async fn choose_route(
+        &self,
+        target: Target,
+        excluded: &[usize],
+        hints: &Hints,
+    ) -> Result<Route, RouteError> {
+        let router = &self.proxy.router;
+        if self.session_mode || target == Target::Write {
+            return router.primary().map(Route::Primary);
+        }
+        let (min_lsn, max_lag) = match self.ryw.read_policy(hints, Instant::now()) {
+            ReadPolicy::Primary => {
+                tracing::debug!(reason = "primary:ryw", "read routed");
+                return router.primary().map(Route::Primary);
+            }
+            ReadPolicy::Replica { min_lsn, max_lag } => (min_lsn, max_lag),
+        };
+        let usable = |nv: &NodeView| {
+            nv.replay_lsn.unwrap_or(0) >= min_lsn && max_lag.is_none_or(|m| nv.lag_time <= m)
+        };
+        let max_wait = self.proxy.config.consistency.max_wait;
+        let deadline = Instant::now() + max_wait;
+        loop {
+            // Register for the next view before looking at this one, so no update is missed.
+            let changed = self.proxy.cluster.changed();
+            let route = router.route(Target::Read, excluded, &usable)?;
+            let waiting_helps = min_lsn > 0 && matches!(route, Route::Primary(_));
+            let now = Instant::now();
+            if !waiting_helps || now >= deadline {
+                if waiting_helps {
+                    tracing::debug!(reason = "primary:ryw", min_lsn, "read routed");
+                }
+                return Ok(route);
+            }
+            let _ = tokio::time::timeout(deadline - now, changed).await;
         }
     }
 
@@ -380,6 +461,9 @@ impl Session {
         };
         match event {
             Event::Ready(status) => {
+                if status == b'I' && std::mem::take(&mut h.wrote) {
+                    self.ryw.on_commit(Instant::now());
+                }
                 let ended = self.txn != b'I' && status == b'I';
                 if ended && (self.txn == b'E' || self.rolled_back) {
                     if let Some(before) = self.params_at_begin.take() {
@@ -394,6 +478,7 @@ impl Session {
                 self.txn = status;
             }
             Event::Completed(class) => {
+                local::apply_own_settings(&mut self.ryw, &class.params);
                 params::apply(&mut self.params, &class.params, &self.startup_params);
                 h.conn.session_params = self.params.clone();
                 if class.discard_all {
@@ -415,6 +500,13 @@ impl Session {
                 }
                 if let Some(id) = server {
                     h.conn.prepared.remove(&id);
+                }
+            }
+            Event::Lsn(lsn) => {
+                // Only an LSN read outside a transaction follows a commit.
+                if self.txn == b'I' {
+                    let token = self.ryw.on_lsn(lsn);
+                    messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
                 }
             }
             Event::CopyIn => self.copy_in = true,
@@ -453,7 +545,7 @@ impl Session {
         };
         let node = h.conn.node().name.clone();
         let node_id = h.conn.node().id;
-        if let Some((unit, target)) = h.retry {
+        if let Some((unit, target, hints)) = h.retry {
             tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
             h.conn.node().mark_down(&err);
             drop(h.conn);
@@ -462,6 +554,7 @@ impl Session {
             return Ok(Some(Retry {
                 unit,
                 target,
+                hints,
                 failed: node_id,
             }));
         }
@@ -498,7 +591,12 @@ impl Session {
         };
         let mut to_server = BytesMut::new();
         if let Err(e) = self
-            .acquire(retry.target, vec![retry.failed], &mut to_server)
+            .acquire(
+                retry.target,
+                vec![retry.failed],
+                &retry.hints,
+                &mut to_server,
+            )
             .await
         {
             self.refuse_unit(&e, retry.unit.awaits_ready());
@@ -515,10 +613,19 @@ impl Session {
     }
 }
 
+/// What routing needs to know about a unit.
+struct Traits {
+    target: Target,
+    begins: bool,
+    commits: bool,
+    hints: Hints,
+}
+
 /// A read to send again after its server failed before answering.
 struct Retry {
     unit: Unit,
     target: Target,
+    hints: Hints,
     failed: usize,
 }
 

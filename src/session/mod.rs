@@ -5,6 +5,7 @@
 pub mod cancel;
 mod extended;
 mod flow;
+mod local;
 mod params;
 mod relay;
 pub mod startup;
@@ -22,6 +23,7 @@ use tracing::Instrument;
 use crate::backend::{BackendError, Pool, PooledConn};
 use crate::classify::PinReason;
 use crate::config::{PoolMode, UserConfig};
+use crate::consistency::{self, Hints};
 use crate::protocol::messages::{self, Severity};
 use crate::router::Route;
 use crate::server::Proxy;
@@ -63,7 +65,9 @@ struct Held {
     route: Route,
     relay: Relay,
     /// The read just sent on this fresh connection, until the client sees any of its reply.
-    retry: Option<(flow::Unit, crate::classify::Target)>,
+    retry: Option<(flow::Unit, crate::classify::Target, Hints)>,
+    /// A write was sent on it since the session last became idle.
+    wrote: bool,
 }
 
 /// One connected, authenticated client.
@@ -95,6 +99,8 @@ pub struct Session {
     rolled_back: bool,
     /// This session's BackendKeyData, and the server connection a cancel would go to.
     cancel: cancel::Handle,
+    /// Read-your-writes state.
+    ryw: consistency::Session,
 }
 
 /// Runs one client connection to its end.
@@ -190,6 +196,14 @@ async fn login(
         })
         .collect();
     let params = params::from_startup(&startup_params);
+    let consistency = &proxy.config.consistency;
+    let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
+    for (name, value) in startup_params.iter().filter(|(n, _)| params::is_pgroute(n)) {
+        if let Err(msg) = ryw.set(name, value) {
+            let e = SessionError::Refused(SqlState::INVALID_PARAMETER_VALUE, msg);
+            return Err((e, Some(client)));
+        }
+    }
     let mut session = Session {
         session_mode: proxy.config.pool.mode == PoolMode::Session,
         proxy,
@@ -210,6 +224,7 @@ async fn login(
         copy_in: false,
         rolled_back: false,
         cancel: cancel::Handle::default(),
+        ryw,
     };
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));

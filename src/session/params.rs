@@ -29,7 +29,7 @@ fn ident(name: &str) -> String {
 pub fn from_startup(startup: &BTreeMap<String, String>) -> Params {
     let mut params = Params::new();
     for (name, value) in startup {
-        if !NOT_SETTINGS.contains(&name.as_str()) {
+        if !NOT_SETTINGS.contains(&name.as_str()) && !is_pgroute(name) {
             params.insert(name.to_lowercase(), literal(value));
         }
     }
@@ -48,10 +48,16 @@ pub fn from_startup(startup: &BTreeMap<String, String>) -> Params {
     params
 }
 
-/// Applies the changes a successful statement made.
+/// `pgroute.*` settings belong to the proxy, not to the servers.
+pub fn is_pgroute(name: &str) -> bool {
+    name.len() > 8 && name[..8].eq_ignore_ascii_case("pgroute.")
+}
+
+/// Applies the changes a successful statement made (`pgroute.*` ones are the session's own).
 pub fn apply(params: &mut Params, changes: &[ParamChange], startup: &Params) {
     for change in changes {
         match change {
+            ParamChange::Set { name, .. } | ParamChange::Reset { name } if is_pgroute(name) => {}
             ParamChange::Set { name, value } if value.eq_ignore_ascii_case("default") => {
                 reset(params, name, startup)
             }

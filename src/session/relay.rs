@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::classify::Classification;
+use crate::monitor::view::{parse_lsn, Lsn};
 use crate::protocol::{split_frame, tag, FrameError};
 
 /// What one frontend message will be answered with.
@@ -27,6 +28,9 @@ pub enum ExpectKind {
     Sync,
     /// A simple Query: any number of results, then ReadyForQuery.
     Query,
+    /// pgroute's own `SELECT pg_current_wal_insert_lsn()` after a write (read-your-writes):
+    /// its DataRow carries the LSN; nothing reaches the client.
+    CaptureLsn,
     /// Nothing from the server: pgroute sends these bytes itself when their turn comes.
     Synthetic(Bytes),
 }
@@ -82,7 +86,9 @@ impl Expect {
                 t,
                 tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
             ),
-            ExpectKind::Sync | ExpectKind::Query => t == tag::READY_FOR_QUERY,
+            ExpectKind::Sync | ExpectKind::Query | ExpectKind::CaptureLsn => {
+                t == tag::READY_FOR_QUERY
+            }
             ExpectKind::Synthetic(_) => true,
         }
     }
@@ -104,6 +110,8 @@ pub enum Event {
     CopyIn,
     /// CommandComplete "ROLLBACK" inside a transaction.
     RolledBack,
+    /// The primary's WAL insert position after the session's last write.
+    Lsn(Lsn),
 }
 
 /// The replies still to come on one server connection.
@@ -161,6 +169,11 @@ impl Relay {
             if front.visible {
                 out.extend_from_slice(&frame);
             }
+            if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
+                if let Some(lsn) = first_column(&frame).and_then(parse_lsn) {
+                    events.push(Event::Lsn(lsn));
+                }
+            }
             if t == tag::COPY_IN {
                 events.push(Event::CopyIn);
             }
@@ -192,7 +205,7 @@ impl Relay {
             return;
         };
         if let (Some(class), false) = (&done.class, done.failed) {
-            if !class.params.is_empty() && t != tag::PORTAL_SUSPENDED {
+            if class.has_session_effects() && t != tag::PORTAL_SUSPENDED {
                 events.push(Event::Completed(class.clone()));
             }
         }
@@ -208,13 +221,16 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return;
         };
-        if front.kind == ExpectKind::Query {
+        if matches!(front.kind, ExpectKind::Query | ExpectKind::CaptureLsn) {
             // A simple Query goes on to its ReadyForQuery; its statements were rolled back.
             front.failed = true;
             return;
         }
         while let Some(e) = self.expects.front() {
-            if e.kind == ExpectKind::Sync || e.kind == ExpectKind::Query {
+            if matches!(
+                e.kind,
+                ExpectKind::Sync | ExpectKind::Query | ExpectKind::CaptureLsn
+            ) {
                 break;
             }
             if let Some(e) = self.expects.pop_front() {
@@ -235,6 +251,15 @@ impl Relay {
             .filter(|e| e.visible && matches!(e.kind, ExpectKind::Sync | ExpectKind::Query))
             .count()
     }
+}
+
+/// The text of the first column of a DataRow frame.
+fn first_column(frame: &[u8]) -> Option<&str> {
+    // DataRow: Int16 column count, then per column Int32 length (-1 for NULL) and the bytes.
+    let body = frame.get(5..)?;
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let value = body.get(6..6 + usize::try_from(len).ok()?)?;
+    std::str::from_utf8(value).ok()
 }
 
 #[cfg(test)]
@@ -306,6 +331,36 @@ mod tests {
         );
         assert!(events.iter().any(|e| matches!(e,
             Event::Forget { client: Some(c), server: Some(9) } if c == "s2")));
+        assert!(relay.is_idle());
+    }
+
+    #[test]
+    fn captured_lsn_is_reported_and_hidden_from_the_client() {
+        let mut relay = Relay::default();
+        relay.expects.push_back(Expect::new(ExpectKind::Query));
+        relay
+            .expects
+            .push_back(Expect::hidden(ExpectKind::CaptureLsn));
+        let mut row = 1i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&9i32.to_be_bytes());
+        row.extend_from_slice(b"0/16B3748");
+        let server = [
+            frame(b'C', b"INSERT 0 1\0"),
+            frame(b'Z', b"I"),
+            frame(b'T', b"\0\0"),
+            frame(b'D', &row),
+            frame(b'C', b"SELECT 1\0"),
+            frame(b'Z', b"I"),
+        ];
+        let (out, events) = run(&mut relay, &server);
+        assert_eq!(
+            out,
+            [frame(b'C', b"INSERT 0 1\0"), frame(b'Z', b"I")].concat()
+        );
+        assert!(matches!(
+            events[..],
+            [Event::Ready(b'I'), Event::Lsn(0x16B3748)]
+        ));
         assert!(relay.is_idle());
     }
 

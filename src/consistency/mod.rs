@@ -1,0 +1,263 @@
+//! Read-your-writes: what a session's next read requires of a replica.
+//!
+//! In `lsn` mode, after a session's write commits on the primary, pgroute reads the primary's
+//! WAL insert position on that same connection (pipelined behind the client's statement, so the
+//! client's reply is not delayed) and records it as the session's required LSN. A read may go to
+//! a replica only if the monitor has seen that replica's replay position at or past it.
+//!
+//! Why this is safe: the insert position read after COMMIT returned is at or past the end of the
+//! commit record, so a replica that has replayed up to it has applied the commit. The monitor
+//! keeps, per replica, the highest replay position it has observed, and a replica's replay
+//! position never moves backwards while it stays a replica, so the known value is always a lower
+//! bound of the replica's real one: a read that passes the check cannot miss the write.
+//!
+//! What it does not promise: reads see the session's own writes and anything it was told about
+//! (a token handed over with `pgroute.min_lsn`), not every other session's latest writes — that
+//! is the replicas' ordinary lag.
+
+use std::time::{Duration, Instant};
+
+use crate::config::RywMode;
+use crate::monitor::view::{format_lsn, parse_lsn, Lsn};
+
+/// Per-statement hints from a leading comment: `/* pgroute.min_lsn=0/16B3748 */`,
+/// `/* pgroute.max_lag=200ms */`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub min_lsn: Option<Lsn>,
+    pub max_lag: Option<Duration>,
+}
+
+/// Reads the hints in the comments that open `sql`. Cheap when there are none.
+pub fn parse_hints(sql: &str) -> Hints {
+    let mut hints = Hints::default();
+    let mut rest = sql.trim_start();
+    while let Some(body) = rest.strip_prefix("/*") {
+        let Some(end) = body.find("*/") else { break };
+        for item in body[..end].split([' ', ',', '\n', '\t']) {
+            if let Some((key, value)) = item.split_once('=') {
+                let _ = apply_setting(&mut hints, key.trim(), value.trim());
+            }
+        }
+        rest = body[end + 2..].trim_start();
+    }
+    hints
+}
+
+/// Applies `pgroute.min_lsn` / `pgroute.max_lag` (value without SQL quotes).
+fn apply_setting(hints: &mut Hints, name: &str, value: &str) -> Result<(), String> {
+    match name.to_ascii_lowercase().as_str() {
+        "pgroute.min_lsn" => {
+            hints.min_lsn = Some(parse_lsn(value).ok_or_else(|| format!("invalid LSN {value:?}"))?)
+        }
+        "pgroute.max_lag" => {
+            hints.max_lag = Some(
+                humantime::parse_duration(value)
+                    .map_err(|e| format!("invalid duration {value:?}: {e}"))?,
+            )
+        }
+        _ => return Err(format!("unrecognized configuration parameter \"{name}\"")),
+    }
+    Ok(())
+}
+
+/// Where a read may go, as far as consistency is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPolicy {
+    /// Only the primary is fresh enough (`time` or `session` mode after a write).
+    Primary,
+    /// A replica whose known replay LSN ≥ `min_lsn` and whose time lag ≤ `max_lag` may serve.
+    Replica {
+        min_lsn: Lsn,
+        max_lag: Option<Duration>,
+    },
+}
+
+/// One session's consistency state.
+#[derive(Debug, Clone)]
+pub struct Session {
+    mode: RywMode,
+    stick_for: Duration,
+    /// LSN the session's reads must see (its writes, and tokens it was given).
+    min_lsn: Lsn,
+    /// Session-wide settings from `SET pgroute.*` / startup parameters.
+    settings: Hints,
+    stick_until: Option<Instant>,
+    wrote: bool,
+}
+
+impl Session {
+    pub fn new(mode: RywMode, stick_for: Duration) -> Self {
+        Session {
+            mode,
+            stick_for,
+            min_lsn: 0,
+            settings: Hints::default(),
+            stick_until: None,
+            wrote: false,
+        }
+    }
+
+    pub fn mode(&self) -> RywMode {
+        self.mode
+    }
+
+    /// A write of this session committed.
+    pub fn on_commit(&mut self, now: Instant) {
+        self.wrote = true;
+        self.stick_until = Some(now + self.stick_for);
+    }
+
+    /// The primary's insert LSN after the session's last commit. Returns the new token.
+    pub fn on_lsn(&mut self, lsn: Lsn) -> Lsn {
+        self.min_lsn = self.min_lsn.max(lsn);
+        self.min_lsn
+    }
+
+    /// `SET pgroute.min_lsn = '…'` / `SET pgroute.max_lag = '…'` (value as SQL text).
+    pub fn set(&mut self, name: &str, sql_value: &str) -> Result<(), String> {
+        let value = unquote(sql_value);
+        if name.eq_ignore_ascii_case("pgroute.min_lsn") {
+            let lsn = parse_lsn(&value).ok_or_else(|| format!("invalid LSN {value:?}"))?;
+            self.min_lsn = self.min_lsn.max(lsn);
+            return Ok(());
+        }
+        apply_setting(&mut self.settings, name, &value)
+    }
+
+    pub fn reset(&mut self, name: &str) {
+        if name.eq_ignore_ascii_case("pgroute.max_lag") {
+            self.settings.max_lag = None;
+        }
+    }
+
+    /// `SHOW pgroute.*`.
+    pub fn show(&self, name: &str) -> Option<String> {
+        match name.to_ascii_lowercase().as_str() {
+            "pgroute.lsn" | "pgroute.min_lsn" => Some(format_lsn(self.min_lsn)),
+            "pgroute.max_lag" => Some(
+                self.settings
+                    .max_lag
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn token(&self) -> Lsn {
+        self.min_lsn
+    }
+
+    /// What the next read requires, given the statement's own hints.
+    pub fn read_policy(&self, hints: &Hints, now: Instant) -> ReadPolicy {
+        let max_lag = hints.max_lag.or(self.settings.max_lag);
+        let token = hints.min_lsn.unwrap_or(0).max(self.min_lsn);
+        let min_lsn = match self.mode {
+            RywMode::Lsn => token,
+            RywMode::Time if self.stick_until.is_some_and(|t| now < t) => {
+                return ReadPolicy::Primary
+            }
+            RywMode::Session if self.wrote => return ReadPolicy::Primary,
+            // Tokens handed over explicitly are honoured in every mode.
+            _ => hints.min_lsn.unwrap_or(0),
+        };
+        ReadPolicy::Replica { min_lsn, max_lag }
+    }
+}
+
+/// `'0/16B3748'` → `0/16B3748`.
+fn unquote(sql: &str) -> String {
+    let s = sql.trim();
+    match s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        Some(inner) => inner.replace("''", "'"),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_read_from_leading_comments_only() {
+        let h = parse_hints("/* pgroute.min_lsn=0/16B3748 */ SELECT 1");
+        assert_eq!(h.min_lsn, Some(0x16B3748));
+        let h = parse_hints("/* app=x */ /* pgroute.max_lag=200ms */\nSELECT 1");
+        assert_eq!(h.max_lag, Some(Duration::from_millis(200)));
+        assert_eq!(
+            parse_hints("SELECT 1 /* pgroute.min_lsn=0/1 */"),
+            Hints::default()
+        );
+        assert_eq!(
+            parse_hints("/* pgroute.min_lsn=garbage */ SELECT 1"),
+            Hints::default()
+        );
+        assert_eq!(parse_hints("/* unterminated"), Hints::default());
+    }
+
+    #[test]
+    fn lsn_mode_requires_the_highest_of_writes_tokens_and_hints() {
+        let now = Instant::now();
+        let mut s = Session::new(RywMode::Lsn, Duration::from_secs(1));
+        assert_eq!(
+            s.read_policy(&Hints::default(), now),
+            ReadPolicy::Replica {
+                min_lsn: 0,
+                max_lag: None
+            }
+        );
+        s.on_lsn(100);
+        s.on_lsn(50); // never goes back
+        assert_eq!(s.token(), 100);
+        s.set("pgroute.min_lsn", "'0/C8'").unwrap(); // 200
+        let hint = Hints {
+            min_lsn: Some(150),
+            max_lag: Some(Duration::from_millis(5)),
+        };
+        assert_eq!(
+            s.read_policy(&hint, now),
+            ReadPolicy::Replica {
+                min_lsn: 200,
+                max_lag: Some(Duration::from_millis(5))
+            }
+        );
+        assert!(s.set("pgroute.min_lsn", "'nope'").is_err());
+        assert!(s.set("pgroute.bogus", "'1'").is_err());
+        assert_eq!(s.show("pgroute.lsn").as_deref(), Some("0/C8"));
+    }
+
+    #[test]
+    fn time_mode_sticks_to_the_primary_for_a_while_after_a_write() {
+        let now = Instant::now();
+        let mut s = Session::new(RywMode::Time, Duration::from_secs(1));
+        s.on_commit(now);
+        assert_eq!(s.read_policy(&Hints::default(), now), ReadPolicy::Primary);
+        let later = now + Duration::from_secs(2);
+        assert!(matches!(
+            s.read_policy(&Hints::default(), later),
+            ReadPolicy::Replica { .. }
+        ));
+    }
+
+    #[test]
+    fn session_mode_sticks_forever_and_off_mode_never() {
+        let now = Instant::now();
+        let mut s = Session::new(RywMode::Session, Duration::ZERO);
+        s.on_commit(now);
+        assert_eq!(
+            s.read_policy(&Hints::default(), now + Duration::from_secs(999)),
+            ReadPolicy::Primary
+        );
+        let mut off = Session::new(RywMode::Off, Duration::ZERO);
+        off.on_commit(now);
+        off.on_lsn(500);
+        assert_eq!(
+            off.read_policy(&Hints::default(), now),
+            ReadPolicy::Replica {
+                min_lsn: 0,
+                max_lag: None
+            }
+        );
+    }
+}
