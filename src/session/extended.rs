@@ -85,6 +85,8 @@ pub struct Batch {
     pub begins: bool,
     /// A statement in the batch commits a transaction.
     pub commits: bool,
+    /// The batch opens a `READ ONLY` transaction (not counted in `target`).
+    pub read_only_begin: bool,
     /// Read hints from the comments of statements parsed in this batch.
     pub hints: Hints,
     /// The classification of the statement bound by the batch's last Bind (for Execute).
@@ -98,6 +100,11 @@ impl Batch {
 
     fn note(&mut self, class: &Classification) {
         self.begins |= matches!(class.txn, Some(TxnControl::Begin { .. }));
+        if class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true }) {
+            // Routed by `routing.read_only_transactions` when the batch is dispatched.
+            self.read_only_begin = true;
+            return;
+        }
         self.commits |= matches!(class.txn, Some(TxnControl::Commit));
         if self.target != Some(Target::Write) {
             self.target = Some(class.target);

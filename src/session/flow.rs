@@ -16,7 +16,7 @@ use super::relay::{Event, Expect, ExpectKind, Relay};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target, TxnControl};
-use crate::config::RywMode;
+use crate::config::{ReadOnlyTxnRoute, RywMode};
 use crate::consistency::{parse_hints, Hints, ReadPolicy};
 use crate::monitor::view::{format_lsn, NodeView};
 use crate::protocol::messages::{self, Severity};
@@ -195,13 +195,16 @@ impl Session {
             local::answer(self, &sql, &class);
             return Ok(true);
         }
-        let decision = self.decide(class.target);
+        let read_only_begin =
+            class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true });
+        let target = self.transaction_target(class.target, read_only_begin);
+        let decision = self.decide(target);
         if let Decision::Wait = decision {
             return Ok(false);
         }
         let frame = self.split_client()?;
         let traits = Traits {
-            target: class.target,
+            target,
             begins: matches!(class.txn, Some(TxnControl::Begin { .. })),
             commits: matches!(class.txn, Some(TxnControl::Commit)),
             hints,
@@ -214,6 +217,7 @@ impl Session {
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
     async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
+        let target = self.transaction_target(target, self.batch.read_only_begin);
         let decision = self.decide(target);
         if let Decision::Wait = decision {
             return Ok(false);
@@ -228,6 +232,18 @@ impl Session {
         self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
             .await;
         Ok(true)
+    }
+
+    /// `BEGIN READ ONLY` may open its transaction on a replica when configured so; otherwise
+    /// every transaction is the primary's.
+    fn transaction_target(&self, target: Target, read_only_begin: bool) -> Target {
+        let to_replica =
+            self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica;
+        match (read_only_begin, to_replica) {
+            (true, false) => Target::Write,
+            (true, true) => Target::Read,
+            _ => target,
+        }
     }
 
     /// Sends a routed unit, taking a server connection first if the decision says so. A read
