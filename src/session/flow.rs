@@ -273,11 +273,13 @@ impl Session {
         let capture = self.ryw.mode() == RywMode::Lsn
             && traits.target == Target::Write
             && ((self.txn == b'I' && !traits.begins) || traits.commits);
+        let mode = self.ryw.mode();
         let retryable =
             fresh && traits.target == Target::Read && self.txn == b'I' && self.pinned.is_none();
         if let Some(h) = self.held.as_mut() {
-            h.wrote |= traits.target == Target::Write;
-            if capture {
+            let on_primary = matches!(h.route, Route::Primary(_));
+            h.wrote |= traits.target == Target::Write && on_primary && mode != RywMode::Off;
+            if capture && on_primary {
                 // Pipelined right behind the client's statement: the LSN arrives after the
                 // client's ReadyForQuery, which is relayed without waiting for it.
                 messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");

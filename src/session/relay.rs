@@ -158,7 +158,16 @@ impl Relay {
                 .front_mut()
                 .ok_or(RelayError::Unexpected(t as char))?;
             if t == tag::ERROR {
-                out.extend_from_slice(&frame);
+                // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
+                // Parse it injected fails for the client's Bind, which must see why.
+                if front.visible || front.kind == ExpectKind::Parse {
+                    out.extend_from_slice(&frame);
+                } else {
+                    tracing::warn!(
+                        code = crate::protocol::messages::error_code(&frame).unwrap_or(""),
+                        "pgroute's own statement failed on the server"
+                    );
+                }
                 self.on_error(out, events);
                 continue;
             }
