@@ -105,6 +105,35 @@ pub enum PinReason {
     SqlPrepare,
 }
 
+/// A set of [`PinReason`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PinSet(u8);
+
+impl PinSet {
+    pub const EMPTY: PinSet = PinSet(0);
+    pub const ALL: PinSet = PinSet(u8::MAX);
+
+    pub fn of(reason: PinReason) -> Self {
+        PinSet(1 << reason as u8)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, reason: PinReason) -> bool {
+        self.0 & (1 << reason as u8) != 0
+    }
+
+    pub fn union(self, other: PinSet) -> PinSet {
+        PinSet(self.0 | other.0)
+    }
+
+    pub fn without(self, other: PinSet) -> PinSet {
+        PinSet(self.0 & !other.0)
+    }
+}
+
 /// Everything the proxy needs to know about one query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
@@ -116,9 +145,9 @@ pub struct Classification {
     pub params: Vec<ParamChange>,
     /// The first pin found.
     pub pin: Option<PinReason>,
-    /// Some statement may release a pin: `UNLISTEN *`,
-    /// `pg_advisory_unlock_all()`, `DISCARD ALL`, `DEALLOCATE ALL`.
-    pub unpin: bool,
+    /// Pins this releases: `DISCARD ALL` (all), `UNLISTEN *`, `pg_advisory_unlock_all()`,
+    /// `DEALLOCATE ALL`.
+    pub releases: PinSet,
     /// A `DISCARD ALL` was found.
     pub discard_all: bool,
     /// Number of statements (0 for empty, whitespace- or comment-only text),
@@ -153,7 +182,10 @@ impl Classification {
     /// Whether running it changes session state the proxy tracks (parameters, pinning,
     /// prepared statements).
     pub fn has_session_effects(&self) -> bool {
-        !self.params.is_empty() || self.pin.is_some() || self.unpin || self.discard_all
+        !self.params.is_empty()
+            || self.pin.is_some()
+            || !self.releases.is_empty()
+            || self.discard_all
     }
 
     /// No statements: nothing to run anywhere, so a read.
@@ -163,7 +195,7 @@ impl Classification {
             txn: None,
             params: Vec::new(),
             pin: None,
-            unpin: false,
+            releases: PinSet::EMPTY,
             discard_all: false,
             statements: 0,
             parsed: true,
@@ -188,7 +220,7 @@ impl Classification {
         self.txn = self.txn.or(class.txn);
         self.params.extend(class.params);
         self.pin = self.pin.or(class.pin);
-        self.unpin |= class.unpin;
+        self.releases = self.releases.union(class.releases);
         self.discard_all |= class.discard_all;
         self.statements += 1;
         self.parsed &= class.understood;
@@ -204,7 +236,7 @@ struct StatementClass {
     txn: Option<TxnControl>,
     params: Vec<ParamChange>,
     pin: Option<PinReason>,
-    unpin: bool,
+    releases: PinSet,
     discard_all: bool,
 }
 
@@ -339,6 +371,8 @@ fn classify_piece(piece: &Piece<'_>) -> StatementClass {
     if calls.session_advisory_lock {
         class.pin = class.pin.or(Some(PinReason::AdvisoryLock));
     }
-    class.unpin |= calls.unlock_all;
+    if calls.unlock_all {
+        class.releases = class.releases.union(PinSet::of(PinReason::AdvisoryLock));
+    }
     class
 }

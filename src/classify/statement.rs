@@ -3,7 +3,7 @@
 use sqlparser::ast::{DiscardObject, Ident, Query, SelectInto, SetExpr, Statement};
 
 use super::tokens::StatementTokens;
-use super::{session, ParamChange, PinReason, StatementClass, TxnControl};
+use super::{session, ParamChange, PinReason, PinSet, StatementClass, TxnControl};
 
 /// Classify a parsed statement. Function calls and locking clauses are
 /// checked separately, on tokens, for every statement.
@@ -72,6 +72,14 @@ fn transaction_control(statement: &Statement) -> Option<TxnControl> {
     Some(txn)
 }
 
+fn release_if(cond: bool, reason: PinReason) -> PinSet {
+    if cond {
+        PinSet::of(reason)
+    } else {
+        PinSet::EMPTY
+    }
+}
+
 /// Writes that create or release state bound to the server connection.
 fn session_state(statement: &Statement) -> Option<StatementClass> {
     let class = match statement {
@@ -80,16 +88,16 @@ fn session_state(statement: &Statement) -> Option<StatementClass> {
         } => StatementClass {
             params: vec![ParamChange::ResetAll],
             discard_all: true,
-            unpin: true,
+            releases: PinSet::ALL,
             ..StatementClass::write()
         },
         Statement::LISTEN { .. } => StatementClass::pinned(PinReason::Listen),
         Statement::UNLISTEN { channel } => StatementClass {
-            unpin: is_bare(channel, "*"),
+            releases: release_if(is_bare(channel, "*"), PinReason::Listen),
             ..StatementClass::write()
         },
         Statement::Deallocate { name, .. } => StatementClass {
-            unpin: is_bare(name, "all"),
+            releases: release_if(is_bare(name, "all"), PinReason::SqlPrepare),
             ..StatementClass::write()
         },
         Statement::Prepare { .. } => StatementClass::pinned(PinReason::SqlPrepare),

@@ -588,7 +588,7 @@ fn mixed_string_reports_everything() {
     assert_eq!(c.txn, Some(TxnControl::Begin { read_only: true }));
     assert_eq!(c.params, [set("x", "1"), ParamChange::ResetAll]);
     assert_eq!(c.pin, Some(PinReason::Listen));
-    assert!(c.unpin && c.discard_all && c.parsed);
+    assert!(!c.releases.is_empty() && c.discard_all && c.parsed);
     assert_eq!(c.statements, 5);
 }
 
@@ -786,10 +786,13 @@ fn session_characteristics_set_the_default_transaction_params() {
 fn discard_all_resets_everything_and_may_unpin() {
     let c = classify("DISCARD ALL");
     assert_eq!(c.params, [ParamChange::ResetAll]);
-    assert!(c.discard_all && c.unpin && c.parsed);
+    assert!(c.discard_all && !c.releases.is_empty() && c.parsed);
     for sql in ["DISCARD PLANS", "DISCARD TEMP", "DISCARD SEQUENCES"] {
         let c = classify(sql);
-        assert!(!c.discard_all && !c.unpin && c.params.is_empty(), "{sql}");
+        assert!(
+            !c.discard_all && !!c.releases.is_empty() && c.params.is_empty(),
+            "{sql}"
+        );
     }
 }
 
@@ -1045,7 +1048,7 @@ fn unpin_statements() {
         "DEALLOCATE ALL",
         "DEALLOCATE PREPARE ALL",
     ] {
-        assert!(classify(sql).unpin, "{sql}");
+        assert!(!classify(sql).releases.is_empty(), "{sql}");
     }
     for sql in [
         "UNLISTEN chan",
@@ -1056,7 +1059,7 @@ fn unpin_statements() {
         "DEALLOCATE \"ALL\"",
         "SELECT 'pg_advisory_unlock_all()'",
     ] {
-        assert!(!classify(sql).unpin, "{sql}");
+        assert!(classify(sql).releases.is_empty(), "{sql}");
     }
 }
 

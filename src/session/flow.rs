@@ -15,7 +15,7 @@ use super::params;
 use super::relay::{Event, Expect, ExpectKind, Relay};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
-use crate::classify::{Classification, Target, TxnControl};
+use crate::classify::{Classification, PinReason, PinSet, Target, TxnControl};
 use crate::config::{ReadOnlyTxnRoute, RywMode};
 use crate::consistency::{parse_hints, Hints, ReadPolicy};
 use crate::monitor::view::{format_lsn, NodeView};
@@ -161,7 +161,7 @@ impl Session {
     fn decide(&self, target: Target) -> Decision {
         match &self.held {
             None => Decision::Acquire,
-            Some(_) if self.txn != b'I' || self.pinned.is_some() || self.session_mode => {
+            Some(_) if self.txn != b'I' || !self.pins.is_empty() || self.session_mode => {
                 Decision::Held
             }
             // Pipelined behind unfinished work: a read is correct anywhere, a write only on the
@@ -275,7 +275,7 @@ impl Session {
             && ((self.txn == b'I' && !traits.begins) || traits.commits);
         let mode = self.ryw.mode();
         let retryable =
-            fresh && traits.target == Target::Read && self.txn == b'I' && self.pinned.is_none();
+            fresh && traits.target == Target::Read && self.txn == b'I' && self.pins.is_empty();
         if let Some(h) = self.held.as_mut() {
             let on_primary = matches!(h.route, Route::Primary(_));
             h.wrote |= traits.target == Target::Write && on_primary && mode != RywMode::Off;
@@ -499,17 +499,20 @@ impl Session {
                 local::apply_own_settings(&mut self.ryw, &class.params);
                 params::apply(&mut self.params, &class.params, &self.startup_params);
                 h.conn.session_params = self.params.clone();
-                if class.discard_all {
+                if class.releases.contains(PinReason::SqlPrepare) {
+                    // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
+                    // server session: pgroute's, and so (as PostgreSQL would) the client's.
                     h.conn.prepared.clear();
+                    self.statements.clear();
+                    self.unnamed = None;
                 }
+                let before = self.pins;
                 if let Some(reason) = class.pin {
-                    if self.pinned.is_none() {
-                        tracing::debug!(?reason, "session pinned to its server connection");
-                    }
-                    self.pinned = Some(reason);
-                } else if class.unpin && self.pinned.is_some() {
-                    tracing::debug!("session unpinned");
-                    self.pinned = None;
+                    self.pins = self.pins.union(PinSet::of(reason));
+                }
+                self.pins = self.pins.without(class.releases);
+                if self.pins != before {
+                    tracing::debug!(pin = ?class.pin, pins = ?self.pins, "session pinning changed");
                 }
             }
             Event::Forget { client, server } => {
@@ -538,7 +541,7 @@ impl Session {
             Some(h) => {
                 h.relay.is_idle()
                     && self.txn == b'I'
-                    && self.pinned.is_none()
+                    && self.pins.is_empty()
                     && !self.session_mode
                     && !self.copy_in
             }
@@ -582,7 +585,7 @@ impl Session {
         self.copy_in = false;
         self.unnamed_on_held = false;
         self.cancel.set_target(None);
-        if self.txn != b'I' || self.pinned.is_some() {
+        if self.txn != b'I' || !self.pins.is_empty() {
             return Err(SessionError::Refused(
                 SqlState::CONNECTION_FAILURE,
                 format!("server connection to node {node} lost during a transaction: {err}"),

@@ -21,7 +21,7 @@ use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
 use crate::backend::{BackendError, Pool, PooledConn};
-use crate::classify::PinReason;
+use crate::classify::PinSet;
 use crate::config::{PoolMode, UserConfig};
 use crate::consistency::{self, Hints};
 use crate::protocol::messages::{self, Severity};
@@ -92,7 +92,8 @@ pub struct Session {
     /// Set while the held connection holds the session's unnamed statement.
     unnamed_on_held: bool,
     batch: Batch,
-    pinned: Option<PinReason>,
+    /// State on the held connection that cannot move (it is kept until released).
+    pins: PinSet,
     session_mode: bool,
     copy_in: bool,
     /// A ROLLBACK completed in the current transaction.
@@ -220,7 +221,7 @@ async fn login(
         unnamed: None,
         unnamed_on_held: false,
         batch: Batch::default(),
-        pinned: None,
+        pins: PinSet::EMPTY,
         copy_in: false,
         rolled_back: false,
         cancel: cancel::Handle::default(),
