@@ -83,8 +83,6 @@ pub struct Batch {
     pub complete: bool,
     /// A statement in the batch opens a transaction.
     pub begins: bool,
-    /// A statement in the batch commits a transaction.
-    pub commits: bool,
     /// The batch opens a `READ ONLY` transaction (not counted in `target`).
     pub read_only_begin: bool,
     /// Read hints from the comments of statements parsed in this batch.
@@ -105,7 +103,6 @@ impl Batch {
             self.read_only_begin = true;
             return;
         }
-        self.commits |= matches!(class.txn, Some(TxnControl::Commit));
         if self.target != Some(Target::Write) {
             self.target = Some(class.target);
         }

@@ -70,7 +70,7 @@ impl Session {
                 Input::Client(Err(e)) => return Err(SessionError::Client(e)),
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
-                Input::Server(Ok(_)) => self.on_server_data()?,
+                Input::Server(Ok(_)) => self.on_server_data().await?,
             }
         }
     }
@@ -206,7 +206,6 @@ impl Session {
         let traits = Traits {
             target,
             begins: matches!(class.txn, Some(TxnControl::Begin { .. })),
-            commits: matches!(class.txn, Some(TxnControl::Commit)),
             hints,
         };
         let unit = Unit::Query { frame, class };
@@ -226,7 +225,6 @@ impl Session {
         let traits = Traits {
             target,
             begins: batch.begins,
-            commits: batch.commits,
             hints: batch.hints,
         };
         self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
@@ -270,23 +268,10 @@ impl Session {
             self.note_begin_txn();
         }
         self.encode_unit(&unit, to_server);
-        let capture = self.ryw.mode() == RywMode::Lsn
-            && traits.target == Target::Write
-            && ((self.txn == b'I' && !traits.begins) || traits.commits);
-        let mode = self.ryw.mode();
         let retryable =
             fresh && traits.target == Target::Read && self.txn == b'I' && self.pins.is_empty();
         if let Some(h) = self.held.as_mut() {
-            let on_primary = matches!(h.route, Route::Primary(_));
-            h.wrote |= traits.target == Target::Write && on_primary && mode != RywMode::Off;
-            if capture && on_primary {
-                // Pipelined right behind the client's statement: the LSN arrives after the
-                // client's ReadyForQuery, which is relayed without waiting for it.
-                messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");
-                h.relay
-                    .expects
-                    .push_back(Expect::hidden(ExpectKind::CaptureLsn));
-            }
+            h.wrote |= traits.target == Target::Write && matches!(h.route, Route::Primary(_));
             h.retry = retryable.then_some((unit, traits.target, traits.hints));
         }
     }
@@ -448,7 +433,7 @@ impl Session {
     }
 
     /// Relays what the held server connection sent.
-    fn on_server_data(&mut self) -> Result<(), SessionError> {
+    async fn on_server_data(&mut self) -> Result<(), SessionError> {
         let Some(h) = self.held.as_mut() else {
             return Ok(());
         };
@@ -466,22 +451,50 @@ impl Session {
             // The client has seen part of the reply: the unit can no longer be retried.
             h.retry = None;
         }
+        let mut to_server = BytesMut::new();
         for event in events {
-            self.on_event(event);
+            self.on_event(event, &mut to_server);
+        }
+        if !to_server.is_empty() {
+            if let Some(h) = self.held.as_mut() {
+                if let Err(e) = h.conn.write(&to_server).await {
+                    return self.server_lost(e).map(|_| ());
+                }
+            }
         }
         self.release_if_done();
         Ok(())
     }
 
-    fn on_event(&mut self, event: Event) {
+    /// After a write committed: note it, and in `lsn` mode ask the primary, on the same
+    /// connection, for its WAL insert position. The client already has its ReadyForQuery; the
+    /// connection returns to the pool once the answer is in. Any position read after the
+    /// commit is at or past its end, so it is a safe requirement for later reads.
+    fn after_commit(&mut self, to_server: &mut BytesMut) {
+        self.ryw.on_commit(Instant::now());
+        if self.ryw.mode() != RywMode::Lsn {
+            return;
+        }
+        if let Some(h) = self.held.as_mut() {
+            messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");
+            h.relay
+                .expects
+                .push_back(Expect::hidden(ExpectKind::CaptureLsn));
+        }
+    }
+
+    fn on_event(&mut self, event: Event, to_server: &mut BytesMut) {
         let Some(h) = self.held.as_mut() else {
             return;
         };
         match event {
             Event::Ready(status) => {
                 if status == b'I' && std::mem::take(&mut h.wrote) {
-                    self.ryw.on_commit(Instant::now());
+                    self.after_commit(to_server);
                 }
+                let Some(h) = self.held.as_mut() else {
+                    return;
+                };
                 let ended = self.txn != b'I' && status == b'I';
                 if ended && (self.txn == b'E' || self.rolled_back) {
                     if let Some(before) = self.params_at_begin.take() {
@@ -524,11 +537,8 @@ impl Session {
                 }
             }
             Event::Lsn(lsn) => {
-                // Only an LSN read outside a transaction follows a commit.
-                if self.txn == b'I' {
-                    let token = self.ryw.on_lsn(lsn);
-                    messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
-                }
+                let token = self.ryw.on_lsn(lsn);
+                messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
             }
             Event::CopyIn => self.copy_in = true,
             Event::RolledBack => self.rolled_back = true,
@@ -638,7 +648,6 @@ impl Session {
 struct Traits {
     target: Target,
     begins: bool,
-    commits: bool,
     hints: Hints,
 }
 
