@@ -161,7 +161,9 @@ impl Session {
     fn decide(&self, target: Target) -> Decision {
         match &self.held {
             None => Decision::Acquire,
-            Some(_) if self.txn != b'I' || !self.pins.is_empty() || self.session_mode => {
+            Some(h)
+                if self.txn != b'I' || !self.pins.is_empty() || self.session_mode || h.unsynced =>
+            {
                 Decision::Held
             }
             // Pipelined behind unfinished work: a read is correct anywhere, a write only on the
@@ -270,7 +272,10 @@ impl Session {
         self.encode_unit(&unit, to_server);
         let retryable =
             fresh && traits.target == Target::Read && self.txn == b'I' && self.pins.is_empty();
+        let synced = unit.awaits_ready();
         if let Some(h) = self.held.as_mut() {
+            // Until its Sync, an extended-query sequence belongs to this connection.
+            h.unsynced = !synced;
             h.wrote |= traits.target == Target::Write && matches!(h.route, Route::Primary(_));
             h.retry = retryable.then_some((unit, traits.target, traits.hints));
         }
@@ -360,6 +365,7 @@ impl Session {
                         relay,
                         retry: None,
                         wrote: false,
+                        unsynced: false,
                     });
                     return Ok(());
                 }
@@ -550,6 +556,7 @@ impl Session {
         let done = match &self.held {
             Some(h) => {
                 h.relay.is_idle()
+                    && !h.unsynced
                     && self.txn == b'I'
                     && self.pins.is_empty()
                     && !self.session_mode

@@ -68,6 +68,8 @@ struct Held {
     retry: Option<(flow::Unit, crate::classify::Target, Hints)>,
     /// A write was sent on it since the session last became idle.
     wrote: bool,
+    /// Extended-protocol messages were sent (ending in Flush) whose Sync has not been.
+    unsynced: bool,
 }
 
 /// One connected, authenticated client.
