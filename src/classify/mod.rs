@@ -17,6 +17,7 @@
 //! transaction forms PostgreSQL accepts but sqlparser 0.64 does not.
 
 mod fallback;
+pub mod fingerprint;
 pub mod functions;
 mod session;
 mod statement;

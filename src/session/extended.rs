@@ -3,6 +3,7 @@
 //! named statements get pgroute's server-side names, and a Parse is injected where the
 //! connection lacks the statement a Bind or Describe refers to.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -231,8 +232,8 @@ impl Session {
 /// Rewrites a batch for `conn`: the bytes to send and the replies to expect, in order.
 pub struct Encoder<'a> {
     pub conn: &'a mut ServerConn,
-    pub out: BytesMut,
-    pub expects: Vec<Expect>,
+    pub out: &'a mut BytesMut,
+    pub expects: &'a mut VecDeque<Expect>,
     /// The unnamed statement, if it must be re-parsed before use on this connection.
     pub unnamed: Option<&'a Unnamed>,
 }
@@ -245,13 +246,13 @@ impl Encoder<'_> {
                     Expect::synthetic(messages::empty(b'1'))
                 } else {
                     self.conn.prepared.insert(stmt.id);
-                    messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
+                    messages::parse(self.out, &stmt.server_name, &stmt.after_name);
                     let mut e = Expect::new(ExpectKind::Parse);
                     e.forget_server = Some(stmt.id);
                     e
                 };
                 e.forget_client = Some(client_name.clone());
-                self.expects.push(e);
+                self.expects.push_back(e);
             }
             ExtMsg::ParseUnnamed { frame } => {
                 self.unnamed = None;
@@ -259,24 +260,26 @@ impl Encoder<'_> {
             }
             ExtMsg::Bind { frame, stmt } => {
                 self.rewrite(frame, stmt, true);
-                self.expects.push(Expect::new(ExpectKind::Bind));
+                self.expects.push_back(Expect::new(ExpectKind::Bind));
             }
             ExtMsg::DescribeStmt { frame, stmt } => {
                 self.rewrite(frame, stmt, false);
-                self.expects.push(Expect::new(ExpectKind::Describe));
+                self.expects.push_back(Expect::new(ExpectKind::Describe));
             }
             ExtMsg::Forward { frame, kind } => self.forward(frame, kind.clone()),
             ExtMsg::Execute { frame, class } => {
                 self.out.extend_from_slice(frame);
                 let mut e = Expect::new(ExpectKind::Execute);
                 e.class = class.clone();
-                self.expects.push(e);
+                self.expects.push_back(e);
             }
-            ExtMsg::CloseNamed => self.expects.push(Expect::synthetic(messages::empty(b'3'))),
+            ExtMsg::CloseNamed => self
+                .expects
+                .push_back(Expect::synthetic(messages::empty(b'3'))),
             ExtMsg::ParseDuplicate { stmt } => {
                 self.ensure_prepared(stmt);
-                messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
-                self.expects.push(Expect::new(ExpectKind::Parse));
+                messages::parse(self.out, &stmt.server_name, &stmt.after_name);
+                self.expects.push_back(Expect::new(ExpectKind::Parse));
             }
         }
     }
@@ -284,17 +287,17 @@ impl Encoder<'_> {
     fn forward(&mut self, frame: &[u8], kind: Option<ExpectKind>) {
         self.out.extend_from_slice(frame);
         if let Some(kind) = kind {
-            self.expects.push(Expect::new(kind));
+            self.expects.push_back(Expect::new(kind));
         }
     }
 
     /// Prepares `stmt` on this connection (hidden from the client) unless it is there already.
     fn ensure_prepared(&mut self, stmt: &Statement) {
         if self.conn.prepared.insert(stmt.id) {
-            messages::parse(&mut self.out, &stmt.server_name, &stmt.after_name);
+            messages::parse(self.out, &stmt.server_name, &stmt.after_name);
             let mut e = Expect::hidden(ExpectKind::Parse);
             e.forget_server = Some(stmt.id);
-            self.expects.push(e);
+            self.expects.push_back(e);
         }
     }
 
@@ -315,7 +318,7 @@ impl Encoder<'_> {
             StmtRef::Named(stmt) => {
                 self.ensure_prepared(stmt);
                 messages::with_statement_name(
-                    &mut self.out,
+                    self.out,
                     tag,
                     prefix,
                     &stmt.server_name,
@@ -323,18 +326,12 @@ impl Encoder<'_> {
                 );
             }
             StmtRef::Unknown => {
-                messages::with_statement_name(
-                    &mut self.out,
-                    tag,
-                    prefix,
-                    MISSING_NAME,
-                    body.rest(),
-                );
+                messages::with_statement_name(self.out, tag, prefix, MISSING_NAME, body.rest());
             }
             StmtRef::Unnamed => {
                 if let Some(u) = self.unnamed.take() {
-                    messages::parse(&mut self.out, "", &u.after_name);
-                    self.expects.push(Expect::hidden(ExpectKind::Parse));
+                    messages::parse(self.out, "", &u.after_name);
+                    self.expects.push_back(Expect::hidden(ExpectKind::Parse));
                 }
                 self.out.extend_from_slice(frame);
             }

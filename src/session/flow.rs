@@ -89,15 +89,21 @@ impl Session {
     /// Handles every complete client message that can be handled now. Returns (blocked,
     /// terminate): blocked when a unit waits for the held connection to finish.
     async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
-        let mut to_server = BytesMut::new();
+        // One buffer, kept across calls, collects everything for the server: one write.
+        let mut to_server = std::mem::take(&mut self.to_server);
         let result = self.process_client_into(&mut to_server).await;
         if !to_server.is_empty() {
             if let Some(h) = self.held.as_mut() {
                 if let Err(e) = h.conn.write(&to_server).await {
+                    to_server.clear();
+                    self.to_server = to_server;
                     self.lost(e).await?;
+                    return result;
                 }
             }
+            to_server.clear();
         }
+        self.to_server = to_server;
         result
     }
 
@@ -304,8 +310,8 @@ impl Session {
                 let had_unnamed = unnamed.is_some();
                 let mut enc = Encoder {
                     conn: &mut h.conn,
-                    out: BytesMut::new(),
-                    expects: Vec::new(),
+                    out: to_server,
+                    expects: &mut h.relay.expects,
                     unnamed,
                 };
                 let mut parsed_unnamed = false;
@@ -314,8 +320,6 @@ impl Session {
                     enc.encode(msg);
                 }
                 let injected = had_unnamed && enc.unnamed.is_none();
-                to_server.extend_from_slice(&enc.out);
-                h.relay.expects.extend(enc.expects);
                 self.unnamed_on_held |= parsed_unnamed || injected;
             }
         }
@@ -443,7 +447,7 @@ impl Session {
         let Some(h) = self.held.as_mut() else {
             return Ok(());
         };
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
         let before = self.out.len();
         if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
@@ -458,9 +462,10 @@ impl Session {
             h.retry = None;
         }
         let mut to_server = BytesMut::new();
-        for event in events {
+        for event in events.drain(..) {
             self.on_event(event, &mut to_server);
         }
+        self.events = events;
         if !to_server.is_empty() {
             if let Some(h) = self.held.as_mut() {
                 if let Err(e) = h.conn.write(&to_server).await {

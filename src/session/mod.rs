@@ -80,6 +80,10 @@ pub struct Session {
     cbuf: BytesMut,
     /// Bytes for the client, written before the session waits again.
     out: BytesMut,
+    /// Bytes for the server being gathered (kept for its capacity).
+    to_server: BytesMut,
+    /// Relay events being handled (kept for its capacity).
+    events: Vec<relay::Event>,
     pools: Vec<Arc<Pool>>,
     held: Option<Held>,
     /// Transaction status of the last ReadyForQuery the client got.
@@ -213,6 +217,8 @@ async fn login(
         client,
         cbuf,
         out: BytesMut::with_capacity(16 * 1024),
+        to_server: BytesMut::with_capacity(4 * 1024),
+        events: Vec::with_capacity(8),
         pools,
         held: None,
         txn: b'I',

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::classify::fingerprint::fingerprint;
 use crate::classify::{classify, Classification};
 
-/// Classifications cached by statement text: parse once per distinct text, not per execution.
+/// Classifications cached by statement fingerprint (the text with literal values replaced):
+/// parse once per statement shape, not per execution.
 pub struct ClassCache {
     cache: quick_cache::sync::Cache<String, Arc<Classification>>,
 }
@@ -26,11 +28,16 @@ impl ClassCache {
     }
 
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
-        if let Some(c) = self.cache.get(sql) {
-            return c;
+        let key = fingerprint(sql);
+        if let Some(c) = self.cache.get(&key) {
+            // SET values are the one part of a classification that literals decide.
+            if c.params.is_empty() {
+                return c;
+            }
+            return Arc::new(classify(sql));
         }
         let c = Arc::new(classify(sql));
-        self.cache.insert(sql.to_owned(), c.clone());
+        self.cache.insert(key, c.clone());
         c
     }
 }
@@ -82,6 +89,23 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::classify::Target;
+
+    #[test]
+    fn statements_differing_in_literals_share_a_class_but_set_values_do_not() {
+        let cache = ClassCache::new(16);
+        let a = cache.classify("SELECT * FROM t WHERE id = 1");
+        let b = cache.classify("SELECT * FROM t WHERE id = 2");
+        assert!(Arc::ptr_eq(&a, &b));
+        cache.classify("SET application_name = 'a'");
+        let set = cache.classify("SET application_name = 'b'");
+        assert_eq!(
+            set.params,
+            vec![crate::classify::ParamChange::Set {
+                name: "application_name".into(),
+                value: "'b'".into()
+            }]
+        );
+    }
 
     #[test]
     fn same_text_and_types_share_one_server_statement() {
