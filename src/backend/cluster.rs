@@ -1,6 +1,6 @@
 //! The nodes pgroute knows and what it has observed about each: health and outstanding work.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,22 @@ pub struct Node {
     pub weight: u32,
     /// Clients currently holding a connection to this node (for least-outstanding balancing).
     outstanding: AtomicUsize,
+    /// Executing read units routed here (tie-break between equally loaded replicas).
+    served: AtomicU64,
     health: Mutex<Health>,
 }
 
 impl Node {
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_served(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn begin_work(&self) {
@@ -98,6 +108,7 @@ impl Cluster {
                     configured_role: n.role,
                     weight: n.weight,
                     outstanding: AtomicUsize::new(0),
+                    served: AtomicU64::new(0),
                     health: Mutex::new(Health::default()),
                 })
             })

@@ -47,7 +47,7 @@ impl BackendError {
                 SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
             }
             BackendError::Refused(frame) => crate::protocol::messages::error_code(frame)
-                .map(|c| SqlState::from_code(c))
+                .map(SqlState::from_code)
                 .unwrap_or(SqlState::CONNECTION_FAILURE),
             BackendError::Io(_)
             | BackendError::Closed

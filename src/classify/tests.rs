@@ -790,7 +790,7 @@ fn discard_all_resets_everything_and_may_unpin() {
     for sql in ["DISCARD PLANS", "DISCARD TEMP", "DISCARD SEQUENCES"] {
         let c = classify(sql);
         assert!(
-            !c.discard_all && !!c.releases.is_empty() && c.params.is_empty(),
+            !c.discard_all && c.releases.is_empty() && c.params.is_empty(),
             "{sql}"
         );
     }

@@ -145,6 +145,7 @@ pub struct UserConfig {
     /// User name, both for clients and on the servers. Required.
     pub name: String,
     /// Password clients authenticate with. Required unless `auth = "trust"`.
+    #[serde(default)]
     pub password: String,
     /// Password pgroute uses to log into the servers as this user. Default: `password`.
     #[serde(default)]

@@ -82,7 +82,53 @@ fn monitor_pool(proxy: &Proxy, node: usize) -> Result<Pool, String> {
         .map_err(|e| e.to_string())
 }
 
-type ProbeResult = (usize, Result<Sample, String>);
+/// Consecutive inconclusive probe failures (timeouts, query errors) before a node counts as
+/// unreachable. A refused connection counts at once.
+const FAILURES_TO_MARK_DOWN: u32 = 3;
+
+/// Why a probe failed.
+#[derive(Debug)]
+struct ProbeError {
+    /// The node answered that it is not there (connection refused, shutting down).
+    conclusive: bool,
+    message: String,
+}
+
+impl ProbeError {
+    fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut conclusive = false;
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                conclusive |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+            }
+            if let Some(db) = err.downcast_ref::<tokio_postgres::error::DbError>() {
+                conclusive |= db.code() == &tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
+                    || db.code() == &tokio_postgres::error::SqlState::ADMIN_SHUTDOWN;
+            }
+            cur = err.source();
+        }
+        ProbeError {
+            conclusive,
+            message: e.to_string(),
+        }
+    }
+
+    fn inconclusive(message: String) -> Self {
+        ProbeError {
+            conclusive: false,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type ProbeResult = (usize, Result<Sample, ProbeError>);
 
 async fn probe_loop(
     node: usize,
@@ -100,10 +146,10 @@ async fn probe_loop(
         }
         let result = match tokio::time::timeout(probe_timeout(interval), probe(&pool)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(ProbeError::inconclusive(format!(
                 "probe timed out after {:?}",
                 probe_timeout(interval)
-            )),
+            ))),
         };
         if tx.send((node, result)).await.is_err() {
             return;
@@ -111,15 +157,15 @@ async fn probe_loop(
     }
 }
 
-async fn probe(pool: &Pool) -> Result<Sample, String> {
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+async fn probe(pool: &Pool) -> Result<Sample, ProbeError> {
+    let client = pool.get().await.map_err(|e| ProbeError::from_error(&e))?;
     let row = client
         .query_one(PROBE_SQL, &[])
         .await
-        .map_err(|e| e.to_string())?;
-    let in_recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
+        .map_err(|e| ProbeError::from_error(&e))?;
+    let in_recovery: bool = row.try_get(0).map_err(|e| ProbeError::from_error(&e))?;
     // A replica that has replayed nothing yet reports NULL.
-    let lsn: Option<String> = row.try_get(1).map_err(|e| e.to_string())?;
+    let lsn: Option<String> = row.try_get(1).map_err(|e| ProbeError::from_error(&e))?;
     let timeline: Option<i32> = row.try_get(2).ok().flatten();
     Ok(Sample {
         at: Instant::now(),
@@ -135,6 +181,8 @@ struct Aggregator {
     limits: LagLimits,
     nodes: Vec<NodeView>,
     probed: Vec<bool>,
+    /// Consecutive failed probes per node.
+    failures: Vec<u32>,
     history: LsnHistory,
     primary: Primary,
     primary_missing_since: Option<Instant>,
@@ -155,6 +203,7 @@ impl Aggregator {
             limits,
             nodes: vec![NodeView::default(); n],
             probed: vec![false; n],
+            failures: vec![0; n],
             history: LsnHistory::default(),
             primary,
             primary_missing_since: None,
@@ -176,13 +225,14 @@ impl Aggregator {
     }
 
     /// Folds one probe result into the node's state (health, role, replay position).
-    fn record(&mut self, id: usize, result: Result<Sample, String>) {
+    fn record(&mut self, id: usize, result: Result<Sample, ProbeError>) {
         let node = &self.proxy.cluster.nodes[id];
         let first_probe = !self.probed[id];
         self.probed[id] = true;
         let nv = &mut self.nodes[id];
         match result {
             Ok(sample) => {
+                self.failures[id] = 0;
                 if !nv.reachable {
                     node.mark_up();
                 }
@@ -204,6 +254,12 @@ impl Aggregator {
                 }
             }
             Err(e) => {
+                self.failures[id] += 1;
+                let down = e.conclusive || self.failures[id] >= FAILURES_TO_MARK_DOWN;
+                if !down && !first_probe {
+                    tracing::debug!(node = %node.name, error = %e, "probe failed");
+                    return;
+                }
                 if nv.reachable || first_probe {
                     node.mark_down(&e);
                     self.proxy.pools.purge_node(id);

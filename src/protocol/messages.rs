@@ -112,6 +112,36 @@ pub fn query(out: &mut BytesMut, sql: &str) {
     finish(out, at);
 }
 
+/// An ErrorResponse frame with `"ours"` replaced by `"theirs"` in its message: the server
+/// names pgroute's statement, the client must see its own name. Other fields are kept.
+pub fn rename_in_error(frame: &[u8], ours: &str, theirs: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(frame.len() + theirs.len());
+    let at = begin(&mut out, frame[0]);
+    let mut body = frame.get(5..).unwrap_or_default();
+    while let Some((&field, rest)) = body.split_first() {
+        if field == 0 {
+            break;
+        }
+        let Some(end) = rest.iter().position(|b| *b == 0) else {
+            break;
+        };
+        let value = String::from_utf8_lossy(&rest[..end]);
+        out.put_u8(field);
+        if field == b'M' {
+            let from = format!("\"{ours}\"");
+            let to = format!("\"{theirs}\"");
+            out.put_slice(value.replace(&from, &to).as_bytes());
+        } else {
+            out.put_slice(&rest[..end]);
+        }
+        out.put_u8(0);
+        body = &rest[end + 1..];
+    }
+    out.put_u8(0);
+    finish(&mut out, at);
+    out
+}
+
 /// Reads the SQLSTATE of an ErrorResponse frame, if it has one.
 pub fn error_code(frame: &[u8]) -> Option<&str> {
     let mut body = frame.get(5..)?;
@@ -144,6 +174,23 @@ mod tests {
         );
         assert_eq!(frame_len(&out).unwrap(), Some(out.len()));
         assert_eq!(error_code(&out), Some("53300"));
+    }
+
+    #[test]
+    fn errors_name_the_clients_statement() {
+        let mut out = BytesMut::new();
+        error_response(
+            &mut out,
+            Severity::Error,
+            &SqlState::DUPLICATE_PSTATEMENT,
+            "prepared statement \"pgr_1\" already exists",
+        );
+        let renamed = rename_in_error(&out, "pgr_1", "s1");
+        assert_eq!(frame_len(&renamed).unwrap(), Some(renamed.len()));
+        assert_eq!(error_code(&renamed), Some("42P05"));
+        let text = String::from_utf8_lossy(&renamed);
+        assert!(text.contains("prepared statement \"s1\" already exists"));
+        assert!(text.contains("pgroute"));
     }
 
     #[test]

@@ -34,10 +34,14 @@ pub struct Candidate {
     pub node: usize,
     pub weight: u32,
     pub outstanding: usize,
+    /// Executing units routed here so far: among equally loaded replicas the least used wins,
+    /// so even one client's sequential reads alternate.
+    pub served: u64,
 }
 
-/// Chooses among eligible replicas. `tick` rotates ties and drives round robin; `random` is a
-/// uniform draw in `0..u64::MAX` used by [`Balance::Random`].
+/// Chooses among eligible replicas. `tick` drives round robin; `random` is a uniform draw used by
+/// [`Balance::Random`] and to break ties between equally loaded replicas (a rotating tie-break
+/// would fall into step with clients that send two units per statement).
 pub fn pick_replica(
     cands: &[Candidate],
     balance: Balance,
@@ -53,7 +57,7 @@ pub fn pick_replica(
         Balance::Random => by_weight(cands, random % total),
         Balance::LeastOutstanding => {
             let n = cands.len();
-            let start = (tick % n as u64) as usize;
+            let start = (random % n as u64) as usize;
             (0..n)
                 .map(|i| &cands[(start + i) % n])
                 .filter(|c| c.weight > 0)
@@ -61,7 +65,9 @@ pub fn pick_replica(
                 .min_by(|a, b| {
                     let la = a.outstanding as u128 * u128::from(b.weight);
                     let lb = b.outstanding as u128 * u128::from(a.weight);
-                    la.cmp(&lb)
+                    let sa = u128::from(a.served) * u128::from(b.weight);
+                    let sb = u128::from(b.served) * u128::from(a.weight);
+                    la.cmp(&lb).then(sa.cmp(&sb))
                 })
                 .map(|c| c.node)
         }
@@ -144,11 +150,16 @@ impl Router {
 
     /// Route for a unit of work of class `target`, skipping the nodes in `exclude` (nodes that
     /// just failed for this unit) and replicas that `usable` rejects (read-your-writes).
+    ///
+    /// `counts` says whether the unit executes anything: only those advance the round-robin
+    /// position, so a driver that describes a statement and then executes it (two units) still
+    /// spreads its executions over every replica.
     pub fn route(
         &self,
         target: Target,
         exclude: &[usize],
         usable: &dyn Fn(&NodeView) -> bool,
+        counts: bool,
     ) -> Result<Route, RouteError> {
         if target == Target::Write {
             return self.primary().map(Route::Primary);
@@ -174,16 +185,20 @@ impl Router {
                     node: node.id,
                     weight: node.weight,
                     outstanding: node.outstanding(),
+                    served: node.served(),
                 });
             }
         }
-        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-        let random = if self.balance == Balance::Random {
-            rand::random()
+        let tick = if counts {
+            self.tick.fetch_add(1, Ordering::Relaxed)
         } else {
-            0
+            self.tick.load(Ordering::Relaxed)
         };
+        let random = rand::random();
         if let Some(node) = pick_replica(&cands, self.balance, tick, random) {
+            if counts {
+                self.cluster.nodes[node].count_served();
+            }
             return Ok(Route::Replica(node));
         }
         // No replica can be reached at all: the primary serves reads. Replicas that are up but
@@ -233,6 +248,7 @@ mod tests {
             node,
             weight,
             outstanding,
+            served: 0,
         }
     }
 
@@ -268,10 +284,26 @@ mod tests {
     }
 
     #[test]
-    fn least_outstanding_rotates_ties() {
+    fn equally_loaded_replicas_alternate_by_use() {
+        let mut cands = [c(1, 1, 0), c(2, 1, 0)];
+        cands[0].served = 5;
+        cands[1].served = 4;
+        assert_eq!(
+            pick_replica(&cands, Balance::LeastOutstanding, 0, 0),
+            Some(2)
+        );
+        cands[1].served = 6;
+        assert_eq!(
+            pick_replica(&cands, Balance::LeastOutstanding, 0, 1),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn least_outstanding_breaks_ties_by_the_random_draw() {
         let cands = [c(1, 1, 0), c(2, 1, 0)];
-        let a = pick_replica(&cands, Balance::LeastOutstanding, 0, 0);
-        let b = pick_replica(&cands, Balance::LeastOutstanding, 1, 0);
+        let a = pick_replica(&cands, Balance::LeastOutstanding, 7, 0);
+        let b = pick_replica(&cands, Balance::LeastOutstanding, 7, 1);
         assert_ne!(a, b);
     }
 

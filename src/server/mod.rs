@@ -125,8 +125,24 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
 }
 
 /// "sorry, too many clients already" with PostgreSQL's SQLSTATE 53300.
+///
+/// Like PostgreSQL, the refusal answers the client's StartupMessage: an SSLRequest first gets
+/// its 'N' (libpq ignores an error sent in reply to SSLRequest). A client that sends nothing
+/// useful within a few seconds is just disconnected.
 async fn refuse(mut stream: TcpStream, addr: SocketAddr) {
     tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
+    let mut buf = BytesMut::new();
+    let hello = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::session::startup::read_hello(&mut stream, &mut buf),
+    )
+    .await;
+    if !matches!(
+        hello,
+        Ok(Ok(crate::session::startup::Hello::Startup { .. }))
+    ) {
+        return;
+    }
     let mut out = BytesMut::new();
     messages::error_response(
         &mut out,

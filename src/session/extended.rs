@@ -24,7 +24,7 @@ pub enum StmtRef {
     Unnamed,
     /// A name the client never prepared: the server is asked for a name it cannot have, so it
     /// answers with PostgreSQL's own 26000 error and transaction semantics.
-    Unknown,
+    Unknown(String),
 }
 
 /// A statement name no server connection has (pgroute only creates `pgr_<id>`).
@@ -36,6 +36,7 @@ const MISSING_NAME: &str = "pgr_missing";
 pub struct Unnamed {
     pub after_name: Bytes,
     pub class: Arc<Classification>,
+    pub hints: Hints,
 }
 
 /// One client message of a batch, decoded as far as routing and rewriting need.
@@ -49,6 +50,7 @@ pub enum ExtMsg {
     /// server is made to give that error itself (keeping the batch's transaction semantics).
     ParseDuplicate {
         stmt: Arc<Statement>,
+        client_name: String,
     },
     ParseUnnamed {
         frame: BytesMut,
@@ -95,6 +97,15 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
+    }
+
+    /// A statement's hints apply to the batch that runs (or parses) it.
+    fn add_hints(&mut self, hints: &Hints) {
+        self.hints.min_lsn = self.hints.min_lsn.max(hints.min_lsn);
+        self.hints.max_lag = match (self.hints.max_lag, hints.max_lag) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     fn note(&mut self, class: &Classification) {
@@ -154,25 +165,30 @@ impl Session {
         let after = body.rest();
         let query = body.cstr("Parse").map_err(malformed)?;
         let after_name = Bytes::copy_from_slice(after);
-        if query.starts_with("/*") {
-            let hints = parse_hints(query);
-            self.batch.hints.min_lsn = self.batch.hints.min_lsn.max(hints.min_lsn);
-            self.batch.hints.max_lag = self.batch.hints.max_lag.or(hints.max_lag);
-        }
         if name.is_empty() {
             let class = self.proxy.classes.classify(query);
+            let hints = parse_hints(query);
             self.batch.note(&class);
-            self.unnamed = Some(Unnamed { after_name, class });
+            self.batch.add_hints(&hints);
+            self.unnamed = Some(Unnamed {
+                after_name,
+                class,
+                hints,
+            });
             return Ok(ExtMsg::ParseUnnamed { frame });
         }
         if let Some(stmt) = self.statements.get(&name) {
-            return Ok(ExtMsg::ParseDuplicate { stmt: stmt.clone() });
+            return Ok(ExtMsg::ParseDuplicate {
+                stmt: stmt.clone(),
+                client_name: name,
+            });
         }
         let stmt = self
             .proxy
             .registry
             .intern(after_name, query, &self.proxy.classes);
         self.batch.note(&stmt.class);
+        self.batch.add_hints(&stmt.hints);
         self.statements.insert(name.clone(), stmt.clone());
         Ok(ExtMsg::ParseNamed {
             client_name: name,
@@ -211,8 +227,9 @@ impl Session {
     fn resolve(&mut self, name: &str) -> StmtRef {
         if name.is_empty() {
             if let Some(u) = &self.unnamed {
-                let class = u.class.clone();
+                let (class, hints) = (u.class.clone(), u.hints);
                 self.batch.note(&class);
+                self.batch.add_hints(&hints);
                 self.batch.last_bound = Some(class);
             }
             return StmtRef::Unnamed;
@@ -221,10 +238,11 @@ impl Session {
             Some(stmt) => {
                 let stmt = stmt.clone();
                 self.batch.note(&stmt.class);
+                self.batch.add_hints(&stmt.hints);
                 self.batch.last_bound = Some(stmt.class.clone());
                 StmtRef::Named(stmt)
             }
-            None => StmtRef::Unknown,
+            None => StmtRef::Unknown(name.to_owned()),
         }
     }
 }
@@ -259,12 +277,14 @@ impl Encoder<'_> {
                 self.forward(frame, Some(ExpectKind::Parse));
             }
             ExtMsg::Bind { frame, stmt } => {
-                self.rewrite(frame, stmt, true);
-                self.expects.push_back(Expect::new(ExpectKind::Bind));
+                let mut e = Expect::new(ExpectKind::Bind);
+                e.rename = self.rewrite(frame, stmt, true);
+                self.expects.push_back(e);
             }
             ExtMsg::DescribeStmt { frame, stmt } => {
-                self.rewrite(frame, stmt, false);
-                self.expects.push_back(Expect::new(ExpectKind::Describe));
+                let mut e = Expect::new(ExpectKind::Describe);
+                e.rename = self.rewrite(frame, stmt, false);
+                self.expects.push_back(e);
             }
             ExtMsg::Forward { frame, kind } => self.forward(frame, kind.clone()),
             ExtMsg::Execute { frame, class } => {
@@ -276,10 +296,12 @@ impl Encoder<'_> {
             ExtMsg::CloseNamed => self
                 .expects
                 .push_back(Expect::synthetic(messages::empty(b'3'))),
-            ExtMsg::ParseDuplicate { stmt } => {
+            ExtMsg::ParseDuplicate { stmt, client_name } => {
                 self.ensure_prepared(stmt);
                 messages::parse(self.out, &stmt.server_name, &stmt.after_name);
-                self.expects.push_back(Expect::new(ExpectKind::Parse));
+                let mut e = Expect::new(ExpectKind::Parse);
+                e.rename = Some((stmt.server_name.clone(), client_name.clone()));
+                self.expects.push_back(e);
             }
         }
     }
@@ -302,8 +324,9 @@ impl Encoder<'_> {
     }
 
     /// Writes a Bind (`bind`) or Describe of a statement under the connection's name for it,
-    /// preparing the statement first when this connection lacks it.
-    fn rewrite(&mut self, frame: &[u8], stmt: &StmtRef, bind: bool) {
+    /// preparing the statement first when this connection lacks it. Returns the (server name,
+    /// client name) pair an error about it must be reworded with.
+    fn rewrite(&mut self, frame: &[u8], stmt: &StmtRef, bind: bool) -> Option<(String, String)> {
         let mut body = Body::of_frame(frame);
         // Both were checked when the batch was decoded.
         let prefix_len = if bind {
@@ -324,9 +347,11 @@ impl Encoder<'_> {
                     &stmt.server_name,
                     body.rest(),
                 );
+                None
             }
-            StmtRef::Unknown => {
+            StmtRef::Unknown(name) => {
                 messages::with_statement_name(self.out, tag, prefix, MISSING_NAME, body.rest());
+                Some((MISSING_NAME.to_owned(), name.clone()))
             }
             StmtRef::Unnamed => {
                 if let Some(u) = self.unnamed.take() {
@@ -334,6 +359,7 @@ impl Encoder<'_> {
                     self.expects.push_back(Expect::hidden(ExpectKind::Parse));
                 }
                 self.out.extend_from_slice(frame);
+                None
             }
         }
     }

@@ -164,20 +164,47 @@ impl Session {
             .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
     }
 
-    fn decide(&self, target: Target) -> Decision {
-        match &self.held {
-            None => Decision::Acquire,
-            Some(h)
-                if self.txn != b'I' || !self.pins.is_empty() || self.session_mode || h.unsynced =>
-            {
-                Decision::Held
+    /// Whether a unit can go on the held connection now, must wait for it, or needs its own.
+    fn decide(&self, target: Target, hints: &Hints) -> Decision {
+        let Some(h) = &self.held else {
+            return Decision::Acquire;
+        };
+        if self.txn != b'I' || !self.pins.is_empty() || self.session_mode || h.unsynced {
+            return Decision::Held;
+        }
+        // Pipelined behind unfinished work outside a transaction.
+        match (target, h.route) {
+            (Target::Write, Route::Primary(_)) => Decision::Held,
+            (Target::Write, Route::Replica(_)) => Decision::Wait,
+            // The primary is always fresh enough. But if all that is pending is pgroute's own
+            // LSN capture and reads may wait for a replica, let this read be routed once the
+            // capture is in: it may then go to a replica that has caught up.
+            (Target::Read, Route::Primary(_)) => {
+                let may_wait = !self.proxy.config.consistency.max_wait.is_zero();
+                if may_wait && h.relay.only_capture_pending() {
+                    Decision::Wait
+                } else {
+                    Decision::Held
+                }
             }
-            // Pipelined behind unfinished work: a read is correct anywhere, a write only on the
-            // primary; otherwise wait until the held connection is done.
-            Some(h) if target == Target::Read || matches!(h.route, Route::Primary(_)) => {
-                Decision::Held
+            // A replica may serve the read only if it meets the read's own requirements.
+            (Target::Read, Route::Replica(node)) => {
+                match self.ryw.read_policy(hints, Instant::now()) {
+                    ReadPolicy::Replica { min_lsn, max_lag } => {
+                        let view = self.proxy.cluster.view();
+                        let fresh = view.nodes.get(node).is_some_and(|nv| {
+                            nv.replay_lsn.unwrap_or(0) >= min_lsn
+                                && max_lag.is_none_or(|m| nv.lag_time <= m)
+                        });
+                        if fresh {
+                            Decision::Held
+                        } else {
+                            Decision::Wait
+                        }
+                    }
+                    ReadPolicy::Primary => Decision::Wait,
+                }
             }
-            Some(_) => Decision::Wait,
         }
     }
 
@@ -206,13 +233,14 @@ impl Session {
         let read_only_begin =
             class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true });
         let target = self.transaction_target(class.target, read_only_begin);
-        let decision = self.decide(target);
+        let decision = self.decide(target, &hints);
         if let Decision::Wait = decision {
             return Ok(false);
         }
         let frame = self.split_client()?;
         let traits = Traits {
             target,
+            executes: true,
             begins: matches!(class.txn, Some(TxnControl::Begin { .. })),
             hints,
         };
@@ -225,13 +253,18 @@ impl Session {
     async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
         let target = self.transaction_target(target, self.batch.read_only_begin);
-        let decision = self.decide(target);
+        let decision = self.decide(target, &self.batch.hints);
         if let Decision::Wait = decision {
             return Ok(false);
         }
         let batch = std::mem::take(&mut self.batch);
+        let executes = batch
+            .msgs
+            .iter()
+            .any(|m| matches!(m, ExtMsg::Execute { .. }));
         let traits = Traits {
             target,
+            executes,
             begins: batch.begins,
             hints: batch.hints,
         };
@@ -264,9 +297,7 @@ impl Session {
     ) {
         let fresh = matches!(decision, Decision::Acquire);
         if fresh {
-            let acquired = self
-                .acquire(traits.target, Vec::new(), &traits.hints, to_server)
-                .await;
+            let acquired = self.acquire(&traits, Vec::new(), to_server).await;
             if let Err(e) = acquired {
                 self.refuse_unit(&e, unit.awaits_ready());
                 return;
@@ -283,7 +314,7 @@ impl Session {
             // Until its Sync, an extended-query sequence belongs to this connection.
             h.unsynced = !synced;
             h.wrote |= traits.target == Target::Write && matches!(h.route, Route::Primary(_));
-            h.retry = retryable.then_some((unit, traits.target, traits.hints));
+            h.retry = retryable.then_some((unit, traits));
         }
     }
 
@@ -338,14 +369,14 @@ impl Session {
     /// unit's error.
     async fn acquire(
         &mut self,
-        target: Target,
+        traits: &Traits,
         mut excluded: Vec<usize>,
-        hints: &Hints,
         to_server: &mut BytesMut,
     ) -> Result<(), Refusal> {
+        let target = traits.target;
         loop {
             let route = self
-                .choose_route(target, &excluded, hints)
+                .choose_route(traits, &excluded)
                 .await
                 .map_err(Refusal::Route)?;
             let node = route.node();
@@ -386,14 +417,10 @@ impl Session {
     /// Where a unit goes: the primary for writes (and reads that consistency keeps there), else
     /// a replica the session's read-your-writes requirement allows, waiting up to
     /// `consistency.max_wait` for one to catch up before falling back to the primary.
-    async fn choose_route(
-        &self,
-        target: Target,
-        excluded: &[usize],
-        hints: &Hints,
-    ) -> Result<Route, RouteError> {
+    async fn choose_route(&self, traits: &Traits, excluded: &[usize]) -> Result<Route, RouteError> {
         let router = &self.proxy.router;
-        if self.session_mode || target == Target::Write {
+        let hints = &traits.hints;
+        if self.session_mode || traits.target == Target::Write {
             return router.primary().map(Route::Primary);
         }
         let (min_lsn, max_lag) = match self.ryw.read_policy(hints, Instant::now()) {
@@ -411,7 +438,7 @@ impl Session {
         loop {
             // Register for the next view before looking at this one, so no update is missed.
             let changed = self.proxy.cluster.changed();
-            let route = router.route(Target::Read, excluded, &usable)?;
+            let route = router.route(Target::Read, excluded, &usable, traits.executes)?;
             let waiting_helps = min_lsn > 0 && matches!(route, Route::Primary(_));
             let now = Instant::now();
             if !waiting_helps || now >= deadline {
@@ -588,7 +615,7 @@ impl Session {
         };
         let node = h.conn.node().name.clone();
         let node_id = h.conn.node().id;
-        if let Some((unit, target, hints)) = h.retry {
+        if let Some((unit, traits)) = h.retry {
             tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
             h.conn.node().mark_down(&err);
             drop(h.conn);
@@ -596,8 +623,7 @@ impl Session {
             self.cancel.set_target(None);
             return Ok(Some(Retry {
                 unit,
-                target,
-                hints,
+                traits,
                 failed: node_id,
             }));
         }
@@ -634,12 +660,7 @@ impl Session {
         };
         let mut to_server = BytesMut::new();
         if let Err(e) = self
-            .acquire(
-                retry.target,
-                vec![retry.failed],
-                &retry.hints,
-                &mut to_server,
-            )
+            .acquire(&retry.traits, vec![retry.failed], &mut to_server)
             .await
         {
             self.refuse_unit(&e, retry.unit.awaits_ready());
@@ -657,8 +678,11 @@ impl Session {
 }
 
 /// What routing needs to know about a unit.
-struct Traits {
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Traits {
     target: Target,
+    /// The unit runs a statement (a batch of only Parse/Describe does not).
+    executes: bool,
     begins: bool,
     hints: Hints,
 }
@@ -666,8 +690,7 @@ struct Traits {
 /// A read to send again after its server failed before answering.
 struct Retry {
     unit: Unit,
-    target: Target,
-    hints: Hints,
+    traits: Traits,
     failed: usize,
 }
 

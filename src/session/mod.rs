@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::backend::{BackendError, Pool, PooledConn};
 use crate::classify::PinSet;
 use crate::config::{PoolMode, UserConfig};
-use crate::consistency::{self, Hints};
+use crate::consistency;
 use crate::protocol::messages::{self, Severity};
 use crate::router::Route;
 use crate::server::Proxy;
@@ -65,7 +65,7 @@ struct Held {
     route: Route,
     relay: Relay,
     /// The read just sent on this fresh connection, until the client sees any of its reply.
-    retry: Option<(flow::Unit, crate::classify::Target, Hints)>,
+    retry: Option<(flow::Unit, flow::Traits)>,
     /// A write was sent on it since the session last became idle.
     wrote: bool,
     /// Extended-protocol messages were sent (ending in Flush) whose Sync has not been.

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::classify::Classification;
 use crate::monitor::view::{parse_lsn, Lsn};
-use crate::protocol::{split_frame, tag, FrameError};
+use crate::protocol::{messages, split_frame, tag, FrameError};
 
 /// What one frontend message will be answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub struct Expect {
     pub class: Option<Arc<Classification>>,
     /// An ErrorResponse was seen within this reply (Query).
     pub failed: bool,
+    /// An error about this message names pgroute's statement (first); the client knows it by
+    /// the second name.
+    pub rename: Option<(String, String)>,
 }
 
 impl Expect {
@@ -61,6 +64,7 @@ impl Expect {
             forget_server: None,
             class: None,
             failed: false,
+            rename: None,
         }
     }
 
@@ -160,11 +164,13 @@ impl Relay {
             if t == tag::ERROR {
                 // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
                 // Parse it injected fails for the client's Bind, which must see why.
-                if front.visible || front.kind == ExpectKind::Parse {
+                if let Some((ours, theirs)) = &front.rename {
+                    out.extend_from_slice(&messages::rename_in_error(&frame, ours, theirs));
+                } else if front.visible || front.kind == ExpectKind::Parse {
                     out.extend_from_slice(&frame);
                 } else {
                     tracing::warn!(
-                        code = crate::protocol::messages::error_code(&frame).unwrap_or(""),
+                        code = messages::error_code(&frame).unwrap_or(""),
                         "pgroute's own statement failed on the server"
                     );
                 }
@@ -251,6 +257,11 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Only pgroute's own LSN capture is still to be answered.
+    pub fn only_capture_pending(&self) -> bool {
+        self.expects.len() == 1 && self.expects[0].kind == ExpectKind::CaptureLsn
     }
 
     /// Number of ReadyForQuery the client still waits for.

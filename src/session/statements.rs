@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::classify::fingerprint::fingerprint;
 use crate::classify::{classify, Classification};
+use crate::consistency::{parse_hints, Hints};
 
 /// Classifications cached by statement fingerprint (the text with literal values replaced):
 /// parse once per statement shape, not per execution.
@@ -51,6 +52,8 @@ pub struct Statement {
     /// The client's Parse body after the statement name: query text, NUL, parameter types.
     pub after_name: Bytes,
     pub class: Arc<Classification>,
+    /// Read hints from the statement's leading comments.
+    pub hints: Hints,
 }
 
 /// Process-wide registry of named statements, keyed by (query text, parameter types).
@@ -79,6 +82,7 @@ impl Registry {
             server_name: format!("pgr_{id}"),
             after_name: after_name.clone(),
             class: cache.classify(query),
+            hints: parse_hints(query),
         });
         inner.by_body.insert(after_name, stmt.clone());
         stmt
