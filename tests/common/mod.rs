@@ -1,0 +1,125 @@
+//! Shared test harness: a real local cluster (primary + 2 streaming replicas, started once per
+//! test binary) and pgroute itself, started in-process on a free loopback port.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pgroute::server::{self, Proxy};
+use pgroute::testbed::{Cluster, ClusterOptions};
+use tokio_util::sync::CancellationToken;
+
+pub const USER: &str = "app";
+pub const PASSWORD: &str = "app-secret";
+
+/// The cluster shared by the tests of one binary. Tests that change it (lag, faults) start
+/// their own with [`own_cluster`].
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        Cluster::start(ClusterOptions::default()).expect("start test cluster")
+    })
+}
+
+pub fn own_cluster() -> Cluster {
+    Cluster::start(ClusterOptions::default()).expect("start test cluster")
+}
+
+/// pgroute running in-process; stopped when dropped.
+pub struct TestProxy {
+    pub port: u16,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// A libpq-style connection string for `user`/`password` through the proxy.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    pub fn conn_str(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname=postgres",
+            self.port
+        )
+    }
+
+    /// Connects with tokio-postgres; the connection task is spawned on the current runtime.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.conn_str()).await
+    }
+}
+
+pub async fn connect(conn_str: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conn_str}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts pgroute in front of `cluster` with extra TOML sections appended to the config.
+pub fn start_proxy(cluster: &Cluster, extra: &str) -> TestProxy {
+    let toml = pgroute::demo::config_toml(cluster, "127.0.0.1:0", USER, PASSWORD, extra);
+    let cfg = pgroute::config::from_toml_str(&toml).expect("valid test config");
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let token = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = server::bind(&cfg).await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            tx.send(port).expect("send port");
+            server::serve(Proxy::new(cfg), listener, token).await;
+        });
+        rt.shutdown_timeout(Duration::from_secs(1));
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("proxy started");
+    TestProxy {
+        port,
+        shutdown,
+        thread: Some(thread),
+    }
+}
+
+/// Runs `psql` against the proxy with the given extra arguments; returns (status, stdout, stderr).
+pub fn psql(proxy: &TestProxy, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("psql")
+        .arg(proxy.url())
+        .args(["-X", "-A", "-t", "-q"])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
