@@ -170,6 +170,7 @@ impl Router {
             false => self.cluster.nodes[id].configured_role == Role::Replica,
         };
         let mut any_up = false;
+        let mut held_back_by_ryw = false;
         let mut cands = Vec::with_capacity(view.nodes.len());
         for (node, nv) in self.cluster.nodes.iter().zip(view.nodes.iter()) {
             if !is_replica(node.id, nv)
@@ -180,6 +181,7 @@ impl Router {
                 continue;
             }
             any_up = true;
+            held_back_by_ryw |= !nv.lagging && !usable(nv);
             if !nv.lagging && usable(nv) {
                 cands.push(Candidate {
                     node: node.id,
@@ -199,6 +201,7 @@ impl Router {
             if counts {
                 self.cluster.nodes[node].count_served();
             }
+            tracing::debug!(node, reason = "replica", "read routed");
             return Ok(Route::Replica(node));
         }
         // No replica can be reached at all: the primary serves reads. Replicas that are up but
@@ -208,12 +211,19 @@ impl Router {
                 WhenAllLagging::Error => return Err(RouteError::AllLagging),
                 WhenAllLagging::LeastLagged => {
                     if let Some(n) = self.least_lagged(&view, exclude, usable) {
+                        tracing::debug!(node = n, reason = "replica:least-lagged", "read routed");
                         return Ok(Route::Replica(n));
                     }
                 }
                 WhenAllLagging::Primary => {}
             }
         }
+        let reason = match (any_up, held_back_by_ryw) {
+            (false, _) => "primary:no-replica",
+            (true, true) => "primary:ryw",
+            (true, false) => "primary:lag",
+        };
+        tracing::debug!(reason, "read routed");
         self.primary().map(Route::Primary)
     }
 
