@@ -6,25 +6,23 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use tokio_postgres::error::SqlState;
-
 use super::cancel;
 use super::extended::{Encoder, ExtMsg};
 use super::local;
 use super::params;
-use super::relay::{Event, Expect, ExpectKind, Relay};
+use super::relay::{Expect, ExpectKind, Relay};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
-use crate::classify::{Classification, PinReason, PinSet, Target, TxnControl};
-use crate::config::{ReadOnlyTxnRoute, RywMode};
+use crate::classify::{Classification, Target, TxnControl};
+use crate::config::ReadOnlyTxnRoute;
 use crate::consistency::{parse_hints, Hints, ReadPolicy};
-use crate::monitor::view::{format_lsn, NodeView};
+use crate::monitor::view::NodeView;
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame, Body};
 use crate::router::{Route, RouteError};
 
 /// What to do with the next unit of work.
-enum Decision {
+pub(super) enum Decision {
     /// Send it on the connection the session holds.
     Held,
     /// Take a connection for it.
@@ -35,7 +33,7 @@ enum Decision {
 
 /// Why a unit of work got no server connection.
 #[derive(Debug)]
-enum Refusal {
+pub(super) enum Refusal {
     Backend(BackendError),
     Route(RouteError),
 }
@@ -75,7 +73,7 @@ impl Session {
         }
     }
 
-    async fn flush_client(&mut self) -> Result<(), SessionError> {
+    pub(super) async fn flush_client(&mut self) -> Result<(), SessionError> {
         if !self.out.is_empty() {
             self.client
                 .write_all(&self.out)
@@ -88,7 +86,7 @@ impl Session {
 
     /// Handles every complete client message that can be handled now. Returns (blocked,
     /// terminate): blocked when a unit waits for the held connection to finish.
-    async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
+    pub(super) async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
         // One buffer, kept across calls, collects everything for the server: one write.
         let mut to_server = std::mem::take(&mut self.to_server);
         let result = self.process_client_into(&mut to_server).await;
@@ -107,7 +105,7 @@ impl Session {
         result
     }
 
-    async fn process_client_into(
+    pub(super) async fn process_client_into(
         &mut self,
         to_server: &mut BytesMut,
     ) -> Result<(bool, bool), SessionError> {
@@ -158,14 +156,14 @@ impl Session {
         }
     }
 
-    fn split_client(&mut self) -> Result<BytesMut, SessionError> {
+    pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {
         split_frame(&mut self.cbuf)
             .map_err(|e| SessionError::Protocol(e.to_string()))?
             .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
     }
 
     /// Whether a unit can go on the held connection now, must wait for it, or needs its own.
-    fn decide(&self, target: Target, hints: &Hints) -> Decision {
+    pub(super) fn decide(&self, target: Target, hints: &Hints) -> Decision {
         let Some(h) = &self.held else {
             return Decision::Acquire;
         };
@@ -209,7 +207,10 @@ impl Session {
     }
 
     /// Routes and sends a simple Query. Returns false when it has to wait.
-    async fn dispatch_query(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
+    pub(super) async fn dispatch_query(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
         let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
         let sql = Body::of_frame(&self.cbuf[..frame_end])
             .cstr("Query")
@@ -250,7 +251,10 @@ impl Session {
     }
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
-    async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, SessionError> {
+    pub(super) async fn dispatch_batch(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
         let target = self.transaction_target(target, self.batch.read_only_begin);
         let decision = self.decide(target, &self.batch.hints);
@@ -275,7 +279,7 @@ impl Session {
 
     /// `BEGIN READ ONLY` may open its transaction on a replica when configured so; otherwise
     /// every transaction is the primary's.
-    fn transaction_target(&self, target: Target, read_only_begin: bool) -> Target {
+    pub(super) fn transaction_target(&self, target: Target, read_only_begin: bool) -> Target {
         let to_replica =
             self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica;
         match (read_only_begin, to_replica) {
@@ -288,7 +292,7 @@ impl Session {
     /// Sends a routed unit, taking a server connection first if the decision says so. A read
     /// sent on a fresh connection outside a transaction is kept until its first reply, so that
     /// it can be retried elsewhere if that server fails first.
-    async fn dispatch(
+    pub(super) async fn dispatch(
         &mut self,
         unit: Unit,
         traits: Traits,
@@ -319,7 +323,7 @@ impl Session {
     }
 
     /// Writes a unit for the held connection: names rewritten, missing statements prepared.
-    fn encode_unit(&mut self, unit: &Unit, to_server: &mut BytesMut) {
+    pub(super) fn encode_unit(&mut self, unit: &Unit, to_server: &mut BytesMut) {
         let Some(h) = self.held.as_mut() else {
             return;
         };
@@ -358,7 +362,7 @@ impl Session {
 
     /// Parameters set inside a transaction are undone by its rollback: remember them as they
     /// were at BEGIN.
-    fn note_begin_txn(&mut self) {
+    pub(super) fn note_begin_txn(&mut self) {
         if self.txn == b'I' {
             self.params_at_begin = Some(self.params.clone());
         }
@@ -367,7 +371,7 @@ impl Session {
     /// Takes a server connection for a unit of work of class `target`. A replica that cannot be
     /// reached is skipped (nothing was sent yet, so this is safe); the primary's failure is the
     /// unit's error.
-    async fn acquire(
+    pub(super) async fn acquire(
         &mut self,
         traits: &Traits,
         mut excluded: Vec<usize>,
@@ -417,7 +421,11 @@ impl Session {
     /// Where a unit goes: the primary for writes (and reads that consistency keeps there), else
     /// a replica the session's read-your-writes requirement allows, waiting up to
     /// `consistency.max_wait` for one to catch up before falling back to the primary.
-    async fn choose_route(&self, traits: &Traits, excluded: &[usize]) -> Result<Route, RouteError> {
+    pub(super) async fn choose_route(
+        &self,
+        traits: &Traits,
+        excluded: &[usize],
+    ) -> Result<Route, RouteError> {
         let router = &self.proxy.router;
         let hints = &traits.hints;
         if self.session_mode || traits.target == Target::Write {
@@ -452,7 +460,7 @@ impl Session {
     }
 
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
-    fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
+    pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
         match e {
             Refusal::Backend(BackendError::Refused(frame)) => self.out.extend_from_slice(frame),
             Refusal::Backend(e) => {
@@ -468,213 +476,6 @@ impl Session {
             messages::ready_for_query(&mut self.out, self.txn);
         }
     }
-
-    /// Relays what the held server connection sent.
-    async fn on_server_data(&mut self) -> Result<(), SessionError> {
-        let Some(h) = self.held.as_mut() else {
-            return Ok(());
-        };
-        let mut events = std::mem::take(&mut self.events);
-        let conn = &mut *h.conn;
-        let before = self.out.len();
-        if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
-            tracing::warn!(error = %e, "server connection out of step");
-            h.retry = None;
-            return self
-                .server_lost(BackendError::Protocol("unexpected message from server"))
-                .map(|_| ());
-        }
-        if self.out.len() != before || !events.is_empty() {
-            // The client has seen part of the reply: the unit can no longer be retried.
-            h.retry = None;
-        }
-        let mut to_server = BytesMut::new();
-        for event in events.drain(..) {
-            self.on_event(event, &mut to_server);
-        }
-        self.events = events;
-        if !to_server.is_empty() {
-            if let Some(h) = self.held.as_mut() {
-                if let Err(e) = h.conn.write(&to_server).await {
-                    return self.server_lost(e).map(|_| ());
-                }
-            }
-        }
-        self.release_if_done();
-        Ok(())
-    }
-
-    /// After a write committed: note it, and in `lsn` mode ask the primary, on the same
-    /// connection, for its WAL insert position. The client already has its ReadyForQuery; the
-    /// connection returns to the pool once the answer is in. Any position read after the
-    /// commit is at or past its end, so it is a safe requirement for later reads.
-    fn after_commit(&mut self, to_server: &mut BytesMut) {
-        self.ryw.on_commit(Instant::now());
-        if self.ryw.mode() != RywMode::Lsn {
-            return;
-        }
-        if let Some(h) = self.held.as_mut() {
-            messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");
-            h.relay
-                .expects
-                .push_back(Expect::hidden(ExpectKind::CaptureLsn));
-        }
-    }
-
-    fn on_event(&mut self, event: Event, to_server: &mut BytesMut) {
-        let Some(h) = self.held.as_mut() else {
-            return;
-        };
-        match event {
-            Event::Ready(status) => {
-                if status == b'I' && std::mem::take(&mut h.wrote) {
-                    self.after_commit(to_server);
-                }
-                let Some(h) = self.held.as_mut() else {
-                    return;
-                };
-                let ended = self.txn != b'I' && status == b'I';
-                if ended && (self.txn == b'E' || self.rolled_back) {
-                    if let Some(before) = self.params_at_begin.take() {
-                        h.conn.session_params = before.clone();
-                        self.params = before;
-                    }
-                }
-                if status == b'I' {
-                    self.params_at_begin = None;
-                    self.rolled_back = false;
-                }
-                self.txn = status;
-            }
-            Event::Completed(class) => {
-                local::apply_own_settings(&mut self.ryw, &class.params);
-                params::apply(&mut self.params, &class.params, &self.startup_params);
-                h.conn.session_params = self.params.clone();
-                if class.releases.contains(PinReason::SqlPrepare) {
-                    // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
-                    // server session: pgroute's, and so (as PostgreSQL would) the client's.
-                    h.conn.prepared.clear();
-                    self.statements.clear();
-                    self.unnamed = None;
-                }
-                let before = self.pins;
-                if let Some(reason) = class.pin {
-                    self.pins = self.pins.union(PinSet::of(reason));
-                }
-                self.pins = self.pins.without(class.releases);
-                if self.pins != before {
-                    tracing::debug!(pin = ?class.pin, pins = ?self.pins, "session pinning changed");
-                }
-            }
-            Event::Forget { client, server } => {
-                if let Some(name) = client {
-                    self.statements.remove(&name);
-                }
-                if let Some(id) = server {
-                    h.conn.prepared.remove(&id);
-                }
-            }
-            Event::Lsn(lsn) => {
-                let token = self.ryw.on_lsn(lsn);
-                messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
-            }
-            Event::CopyIn => self.copy_in = true,
-            Event::RolledBack => self.rolled_back = true,
-        }
-    }
-
-    /// Gives the held connection back once nothing is pending and no transaction is open.
-    fn release_if_done(&mut self) {
-        let done = match &self.held {
-            Some(h) => {
-                h.relay.is_idle()
-                    && !h.unsynced
-                    && self.txn == b'I'
-                    && self.pins.is_empty()
-                    && !self.session_mode
-                    && !self.copy_in
-            }
-            None => false,
-        };
-        if done {
-            if let Some(h) = self.held.take() {
-                h.conn.release();
-            }
-            self.unnamed_on_held = false;
-            self.cancel.set_target(None);
-        }
-    }
-
-    /// The held server connection failed. Outside a transaction the client gets an error for
-    /// each unit still waiting and the session goes on; inside one (or when pinned) the
-    /// session's server state is gone, so the session ends with that error, as PostgreSQL's
-    /// own would.
-    fn server_lost(&mut self, err: BackendError) -> Result<Option<Retry>, SessionError> {
-        let Some(h) = self.held.take() else {
-            return Ok(None);
-        };
-        let node = h.conn.node().name.clone();
-        let node_id = h.conn.node().id;
-        if let Some((unit, traits)) = h.retry {
-            tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
-            h.conn.node().mark_down(&err);
-            drop(h.conn);
-            self.unnamed_on_held = false;
-            self.cancel.set_target(None);
-            return Ok(Some(Retry {
-                unit,
-                traits,
-                failed: node_id,
-            }));
-        }
-        tracing::warn!(%node, error = %err, "server connection lost");
-        let pending = h.relay.pending_syncs();
-        drop(h);
-        self.copy_in = false;
-        self.unnamed_on_held = false;
-        self.cancel.set_target(None);
-        if self.txn != b'I' || !self.pins.is_empty() {
-            return Err(SessionError::Refused(
-                SqlState::CONNECTION_FAILURE,
-                format!("server connection to node {node} lost during a transaction: {err}"),
-            ));
-        }
-        let msg = format!("server connection to node {node} lost: {err}");
-        messages::error_response(
-            &mut self.out,
-            Severity::Error,
-            &SqlState::CONNECTION_FAILURE,
-            &msg,
-        );
-        for _ in 0..pending {
-            messages::ready_for_query(&mut self.out, b'I');
-        }
-        Ok(None)
-    }
-
-    /// Handles a failed server connection, retrying its read once on another node when that
-    /// is safe (see [`Session::server_lost`]).
-    async fn lost(&mut self, err: BackendError) -> Result<(), SessionError> {
-        let Some(retry) = self.server_lost(err)? else {
-            return Ok(());
-        };
-        let mut to_server = BytesMut::new();
-        if let Err(e) = self
-            .acquire(&retry.traits, vec![retry.failed], &mut to_server)
-            .await
-        {
-            self.refuse_unit(&e, retry.unit.awaits_ready());
-            return Ok(());
-        }
-        self.encode_unit(&retry.unit, &mut to_server);
-        if let Some(h) = self.held.as_mut() {
-            if let Err(e) = h.conn.write(&to_server).await {
-                // Retried once already: this failure is the unit's.
-                self.server_lost(e)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What routing needs to know about a unit.
@@ -688,10 +489,10 @@ pub(super) struct Traits {
 }
 
 /// A read to send again after its server failed before answering.
-struct Retry {
-    unit: Unit,
-    traits: Traits,
-    failed: usize,
+pub(super) struct Retry {
+    pub(super) unit: Unit,
+    pub(super) traits: Traits,
+    pub(super) failed: usize,
 }
 
 /// A unit of work as the client sent it: a simple Query, or an extended batch.
@@ -705,7 +506,7 @@ pub(super) enum Unit {
 
 impl Unit {
     /// Whether the client waits for a ReadyForQuery for this unit.
-    fn awaits_ready(&self) -> bool {
+    pub(super) fn awaits_ready(&self) -> bool {
         match self {
             Unit::Query { .. } => true,
             Unit::Batch(msgs) => msgs.iter().any(|m| {

@@ -8,6 +8,7 @@ mod flow;
 mod local;
 mod params;
 mod relay;
+mod replies;
 pub mod startup;
 pub mod statements;
 

@@ -1,0 +1,228 @@
+//! Server → client side of the session loop: relaying replies, acting on what they say
+//! (transaction status, parameters, pins, the commit LSN), giving the connection back, and
+//! what happens when a server connection fails.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio_postgres::error::SqlState;
+
+use super::flow::Retry;
+use super::local;
+use super::params;
+use super::relay::{Event, Expect, ExpectKind};
+use super::{Session, SessionError};
+use crate::backend::BackendError;
+use crate::classify::{PinReason, PinSet};
+use crate::config::RywMode;
+use crate::monitor::view::format_lsn;
+use crate::protocol::messages::{self, Severity};
+
+impl Session {
+    /// Relays what the held server connection sent.
+    pub(super) async fn on_server_data(&mut self) -> Result<(), SessionError> {
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        let mut events = std::mem::take(&mut self.events);
+        let conn = &mut *h.conn;
+        let before = self.out.len();
+        if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+            tracing::warn!(error = %e, "server connection out of step");
+            h.retry = None;
+            return self
+                .server_lost(BackendError::Protocol("unexpected message from server"))
+                .map(|_| ());
+        }
+        if self.out.len() != before || !events.is_empty() {
+            // The client has seen part of the reply: the unit can no longer be retried.
+            h.retry = None;
+        }
+        let mut to_server = BytesMut::new();
+        for event in events.drain(..) {
+            self.on_event(event, &mut to_server);
+        }
+        self.events = events;
+        if !to_server.is_empty() {
+            if let Some(h) = self.held.as_mut() {
+                if let Err(e) = h.conn.write(&to_server).await {
+                    return self.server_lost(e).map(|_| ());
+                }
+            }
+        }
+        self.release_if_done();
+        Ok(())
+    }
+
+    /// After a write committed: note it, and in `lsn` mode ask the primary, on the same
+    /// connection, for its WAL insert position. The client already has its ReadyForQuery; the
+    /// connection returns to the pool once the answer is in. Any position read after the
+    /// commit is at or past its end, so it is a safe requirement for later reads.
+    pub(super) fn after_commit(&mut self, to_server: &mut BytesMut) {
+        self.ryw.on_commit(Instant::now());
+        if self.ryw.mode() != RywMode::Lsn {
+            return;
+        }
+        if let Some(h) = self.held.as_mut() {
+            messages::query(to_server, "SELECT pg_current_wal_insert_lsn()");
+            h.relay
+                .expects
+                .push_back(Expect::hidden(ExpectKind::CaptureLsn));
+        }
+    }
+
+    pub(super) fn on_event(&mut self, event: Event, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        match event {
+            Event::Ready(status) => {
+                if status == b'I' && std::mem::take(&mut h.wrote) {
+                    self.after_commit(to_server);
+                }
+                let Some(h) = self.held.as_mut() else {
+                    return;
+                };
+                let ended = self.txn != b'I' && status == b'I';
+                if ended && (self.txn == b'E' || self.rolled_back) {
+                    if let Some(before) = self.params_at_begin.take() {
+                        h.conn.session_params = before.clone();
+                        self.params = before;
+                    }
+                }
+                if status == b'I' {
+                    self.params_at_begin = None;
+                    self.rolled_back = false;
+                }
+                self.txn = status;
+            }
+            Event::Completed(class) => {
+                local::apply_own_settings(&mut self.ryw, &class.params);
+                params::apply(&mut self.params, &class.params, &self.startup_params);
+                h.conn.session_params = self.params.clone();
+                if class.releases.contains(PinReason::SqlPrepare) {
+                    // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
+                    // server session: pgroute's, and so (as PostgreSQL would) the client's.
+                    h.conn.prepared.clear();
+                    self.statements.clear();
+                    self.unnamed = None;
+                }
+                let before = self.pins;
+                if let Some(reason) = class.pin {
+                    self.pins = self.pins.union(PinSet::of(reason));
+                }
+                self.pins = self.pins.without(class.releases);
+                if self.pins != before {
+                    tracing::debug!(pin = ?class.pin, pins = ?self.pins, "session pinning changed");
+                }
+            }
+            Event::Forget { client, server } => {
+                if let Some(name) = client {
+                    self.statements.remove(&name);
+                }
+                if let Some(id) = server {
+                    h.conn.prepared.remove(&id);
+                }
+            }
+            Event::Lsn(lsn) => {
+                let token = self.ryw.on_lsn(lsn);
+                messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
+            }
+            Event::CopyIn => self.copy_in = true,
+            Event::RolledBack => self.rolled_back = true,
+        }
+    }
+
+    /// Gives the held connection back once nothing is pending and no transaction is open.
+    pub(super) fn release_if_done(&mut self) {
+        let done = match &self.held {
+            Some(h) => {
+                h.relay.is_idle()
+                    && !h.unsynced
+                    && self.txn == b'I'
+                    && self.pins.is_empty()
+                    && !self.session_mode
+                    && !self.copy_in
+            }
+            None => false,
+        };
+        if done {
+            if let Some(h) = self.held.take() {
+                h.conn.release();
+            }
+            self.unnamed_on_held = false;
+            self.cancel.set_target(None);
+        }
+    }
+
+    /// The held server connection failed. Outside a transaction the client gets an error for
+    /// each unit still waiting and the session goes on; inside one (or when pinned) the
+    /// session's server state is gone, so the session ends with that error, as PostgreSQL's
+    /// own would.
+    pub(super) fn server_lost(&mut self, err: BackendError) -> Result<Option<Retry>, SessionError> {
+        let Some(h) = self.held.take() else {
+            return Ok(None);
+        };
+        let node = h.conn.node().name.clone();
+        let node_id = h.conn.node().id;
+        if let Some((unit, traits)) = h.retry {
+            tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
+            h.conn.node().mark_down(&err);
+            drop(h.conn);
+            self.unnamed_on_held = false;
+            self.cancel.set_target(None);
+            return Ok(Some(Retry {
+                unit,
+                traits,
+                failed: node_id,
+            }));
+        }
+        tracing::warn!(%node, error = %err, "server connection lost");
+        let pending = h.relay.pending_syncs();
+        drop(h);
+        self.copy_in = false;
+        self.unnamed_on_held = false;
+        self.cancel.set_target(None);
+        if self.txn != b'I' || !self.pins.is_empty() {
+            return Err(SessionError::Refused(
+                SqlState::CONNECTION_FAILURE,
+                format!("server connection to node {node} lost during a transaction: {err}"),
+            ));
+        }
+        let msg = format!("server connection to node {node} lost: {err}");
+        messages::error_response(
+            &mut self.out,
+            Severity::Error,
+            &SqlState::CONNECTION_FAILURE,
+            &msg,
+        );
+        for _ in 0..pending {
+            messages::ready_for_query(&mut self.out, b'I');
+        }
+        Ok(None)
+    }
+
+    /// Handles a failed server connection, retrying its read once on another node when that
+    /// is safe (see [`Session::server_lost`]).
+    pub(super) async fn lost(&mut self, err: BackendError) -> Result<(), SessionError> {
+        let Some(retry) = self.server_lost(err)? else {
+            return Ok(());
+        };
+        let mut to_server = BytesMut::new();
+        if let Err(e) = self
+            .acquire(&retry.traits, vec![retry.failed], &mut to_server)
+            .await
+        {
+            self.refuse_unit(&e, retry.unit.awaits_ready());
+            return Ok(());
+        }
+        self.encode_unit(&retry.unit, &mut to_server);
+        if let Some(h) = self.held.as_mut() {
+            if let Err(e) = h.conn.write(&to_server).await {
+                // Retried once already: this failure is the unit's.
+                self.server_lost(e)?;
+            }
+        }
+        Ok(())
+    }
+}
