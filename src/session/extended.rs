@@ -73,7 +73,10 @@ pub enum ExtMsg {
         class: Option<Arc<Classification>>,
     },
     /// Close of a named statement: only the client's name goes; the server keeps pgroute's.
-    CloseNamed,
+    CloseNamed {
+        client_name: String,
+        closed: Option<Arc<Statement>>,
+    },
 }
 
 /// The messages received since the last dispatch.
@@ -84,8 +87,6 @@ pub struct Batch {
     pub target: Option<Target>,
     /// Ends with Sync (or Flush): ready to dispatch.
     pub complete: bool,
-    /// A statement in the batch opens a transaction.
-    pub begins: bool,
     /// The batch opens a `READ ONLY` transaction (not counted in `target`).
     pub read_only_begin: bool,
     /// Read hints from the comments of statements parsed in this batch.
@@ -109,7 +110,6 @@ impl Batch {
     }
 
     fn note(&mut self, class: &Classification) {
-        self.begins |= matches!(class.txn, Some(TxnControl::Begin { .. }));
         if class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true }) {
             // Routed by `routing.read_only_transactions` when the batch is dispatched.
             self.read_only_begin = true;
@@ -213,8 +213,11 @@ impl Session {
             }
             // "It is not an error to issue Close against a nonexistent statement or portal."
             (b'C', b'S') if !name.is_empty() => {
-                self.statements.remove(&name);
-                ExtMsg::CloseNamed
+                let closed = self.statements.remove(&name);
+                ExtMsg::CloseNamed {
+                    client_name: name,
+                    closed,
+                }
             }
             _ => ExtMsg::Forward {
                 frame,
@@ -269,7 +272,7 @@ impl Encoder<'_> {
                     e.forget_server = Some(stmt.id);
                     e
                 };
-                e.forget_client = Some(client_name.clone());
+                e.forget_client = Some((client_name.clone(), stmt.clone()));
                 self.expects.push_back(e);
             }
             ExtMsg::ParseUnnamed { frame } => {
@@ -293,9 +296,14 @@ impl Encoder<'_> {
                 e.class = class.clone();
                 self.expects.push_back(e);
             }
-            ExtMsg::CloseNamed => self
-                .expects
-                .push_back(Expect::synthetic(messages::empty(b'3'))),
+            ExtMsg::CloseNamed {
+                client_name,
+                closed,
+            } => {
+                let mut e = Expect::synthetic(messages::empty(b'3'));
+                e.restore = closed.clone().map(|stmt| (client_name.clone(), stmt));
+                self.expects.push_back(e);
+            }
             ExtMsg::ParseDuplicate { stmt, client_name } => {
                 self.ensure_prepared(stmt);
                 messages::parse(self.out, &stmt.server_name, &stmt.after_name);

@@ -132,6 +132,11 @@ impl Session {
                         return Ok((true, false));
                     }
                 }
+                // Ignored by the server during copy-in, so no reply is expected for them.
+                b'S' | b'H' if self.copy_in && self.held.is_some() => {
+                    let frame = self.split_client()?;
+                    to_server.extend_from_slice(&frame);
+                }
                 b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
                     let frame = self.split_client()?;
                     self.push_extended(frame)?;
@@ -242,7 +247,6 @@ impl Session {
         let traits = Traits {
             target,
             executes: true,
-            begins: matches!(class.txn, Some(TxnControl::Begin { .. })),
             hints,
         };
         let unit = Unit::Query { frame, class };
@@ -269,7 +273,6 @@ impl Session {
         let traits = Traits {
             target,
             executes,
-            begins: batch.begins,
             hints: batch.hints,
         };
         self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
@@ -306,9 +309,6 @@ impl Session {
                 self.refuse_unit(&e, unit.awaits_ready());
                 return;
             }
-        }
-        if traits.begins {
-            self.note_begin_txn();
         }
         self.encode_unit(&unit, to_server);
         let retryable =
@@ -357,14 +357,6 @@ impl Session {
                 let injected = had_unnamed && enc.unnamed.is_none();
                 self.unnamed_on_held |= parsed_unnamed || injected;
             }
-        }
-    }
-
-    /// Parameters set inside a transaction are undone by its rollback: remember them as they
-    /// were at BEGIN.
-    pub(super) fn note_begin_txn(&mut self) {
-        if self.txn == b'I' {
-            self.params_at_begin = Some(self.params.clone());
         }
     }
 
@@ -484,7 +476,6 @@ pub(super) struct Traits {
     target: Target,
     /// The unit runs a statement (a batch of only Parse/Describe does not).
     executes: bool,
-    begins: bool,
     hints: Hints,
 }
 

@@ -92,8 +92,8 @@ pub struct Session {
     /// Session parameters as the client set them, and as they were at startup.
     params: Params,
     startup_params: Params,
-    /// Parameters as they were when the current transaction began (restored on rollback).
-    params_at_begin: Option<Params>,
+    /// Parameters changed in the current transaction: read back from the server when it ends.
+    touched: std::collections::BTreeSet<String>,
     statements: HashMap<String, Arc<Statement>>,
     unnamed: Option<Unnamed>,
     /// Set while the held connection holds the session's unnamed statement.
@@ -103,8 +103,6 @@ pub struct Session {
     pins: PinSet,
     session_mode: bool,
     copy_in: bool,
-    /// A ROLLBACK completed in the current transaction.
-    rolled_back: bool,
     /// This session's BackendKeyData, and the server connection a cancel would go to.
     cancel: cancel::Handle,
     /// Read-your-writes state.
@@ -225,14 +223,13 @@ async fn login(
         txn: b'I',
         startup_params: params.clone(),
         params,
-        params_at_begin: None,
+        touched: Default::default(),
         statements: HashMap::new(),
         unnamed: None,
         unnamed_on_held: false,
         batch: Batch::default(),
         pins: PinSet::EMPTY,
         copy_in: false,
-        rolled_back: false,
         cancel: cancel::Handle::default(),
         ryw,
     };

@@ -70,6 +70,58 @@ pub fn apply(params: &mut Params, changes: &[ParamChange], startup: &Params) {
     }
 }
 
+/// Settings whose text form is a list of (possibly quoted) identifiers: their
+/// `current_setting` text is already valid after `SET name TO`, and quoting it whole would make
+/// one element of it (GUC_LIST_QUOTE in PostgreSQL's guc tables).
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "local_preload_libraries",
+    "session_preload_libraries",
+];
+
+/// SQL text to re-establish a setting from its `current_setting` value.
+pub fn sql_for_setting(name: &str, value: &str) -> String {
+    if LIST_SETTINGS.contains(&name) && !value.is_empty() {
+        value.to_owned()
+    } else {
+        literal(value)
+    }
+}
+
+/// The names a change touches (all of them for RESET ALL), `pgroute.*` excluded.
+pub fn names(changes: &[ParamChange], session: &Params, server: &Params) -> Vec<String> {
+    let mut out = Vec::new();
+    for change in changes {
+        match change {
+            ParamChange::Set { name, .. } | ParamChange::Reset { name } => {
+                if !is_pgroute(name) {
+                    out.push(name.clone());
+                }
+            }
+            ParamChange::ResetAll => out.extend(session.keys().chain(server.keys()).cloned()),
+        }
+    }
+    out
+}
+
+/// Applies the changes to what a server connection holds: RESET returns a parameter to the
+/// connection's own default, which this map represents by its absence.
+pub fn apply_on_server(params: &mut Params, changes: &[ParamChange]) {
+    for change in changes {
+        match change {
+            ParamChange::Set { name, .. } | ParamChange::Reset { name } if is_pgroute(name) => {}
+            ParamChange::Set { name, value } if !value.eq_ignore_ascii_case("default") => {
+                params.insert(name.clone(), value.clone());
+            }
+            ParamChange::Set { name, .. } | ParamChange::Reset { name } => {
+                params.remove(name);
+            }
+            ParamChange::ResetAll => params.clear(),
+        }
+    }
+}
+
 /// RESET returns a parameter to its session default, which for startup parameters is the
 /// startup value.
 fn reset(params: &mut Params, name: &str, startup: &Params) {
@@ -134,6 +186,21 @@ mod tests {
         assert_eq!(
             sync_sql(&want, &have).unwrap(),
             "SET \"application_name\" TO 'a';RESET \"search_path\";"
+        );
+    }
+
+    #[test]
+    fn reset_all_on_the_server_needs_the_startup_values_again() {
+        let start = from_startup(&startup(&[("application_name", "a")]));
+        let mut session = start.clone();
+        let mut server = start.clone();
+        let changes = [ParamChange::ResetAll];
+        apply(&mut session, &changes, &start);
+        apply_on_server(&mut server, &changes);
+        assert_eq!(session, start);
+        assert_eq!(
+            sync_sql(&session, &server).unwrap(),
+            "SET \"application_name\" TO 'a';"
         );
     }
 

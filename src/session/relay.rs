@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::statements::Statement;
 use crate::classify::Classification;
 use crate::monitor::view::{parse_lsn, Lsn};
 use crate::protocol::{messages, split_frame, tag, FrameError};
@@ -28,6 +29,9 @@ pub enum ExpectKind {
     Sync,
     /// A simple Query: any number of results, then ReadyForQuery.
     Query,
+    /// pgroute's own `SELECT current_setting(…)` of these parameters after a transaction that
+    /// changed them; nothing reaches the client.
+    ReadParams(Vec<String>),
     /// pgroute's own `SELECT pg_current_wal_insert_lsn()` after a write (read-your-writes):
     /// its DataRow carries the LSN; nothing reaches the client.
     CaptureLsn,
@@ -42,7 +46,7 @@ pub struct Expect {
     /// False for replies to messages pgroute injected: the client never sees them.
     pub visible: bool,
     /// If this message does not succeed, the client's statement of this name was never created.
-    pub forget_client: Option<String>,
+    pub forget_client: Option<(String, Arc<Statement>)>,
     /// If this message does not succeed, the statement with this registry id is not on the
     /// connection.
     pub forget_server: Option<u64>,
@@ -53,6 +57,8 @@ pub struct Expect {
     /// An error about this message names pgroute's statement (first); the client knows it by
     /// the second name.
     pub rename: Option<(String, String)>,
+    /// A Close of this client statement, undone if an earlier error makes the server skip it.
+    pub restore: Option<(String, Arc<Statement>)>,
 }
 
 impl Expect {
@@ -65,6 +71,7 @@ impl Expect {
             class: None,
             failed: false,
             rename: None,
+            restore: None,
         }
     }
 
@@ -90,9 +97,10 @@ impl Expect {
                 t,
                 tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
             ),
-            ExpectKind::Sync | ExpectKind::Query | ExpectKind::CaptureLsn => {
-                t == tag::READY_FOR_QUERY
-            }
+            ExpectKind::Sync
+            | ExpectKind::Query
+            | ExpectKind::CaptureLsn
+            | ExpectKind::ReadParams(_) => t == tag::READY_FOR_QUERY,
             ExpectKind::Synthetic(_) => true,
         }
     }
@@ -107,13 +115,17 @@ pub enum Event {
     Completed(Arc<Classification>),
     /// A statement that pgroute tracks failed: forget these names.
     Forget {
-        client: Option<String>,
+        client: Option<(String, Arc<Statement>)>,
         server: Option<u64>,
     },
+    /// A Close the server skipped after an error: the statement still exists.
+    Restore(String, Arc<Statement>),
     /// The server entered COPY IN: client CopyData goes straight to it.
     CopyIn,
-    /// CommandComplete "ROLLBACK" inside a transaction.
-    RolledBack,
+    /// The server left COPY IN (the COPY completed or failed).
+    CopyInEnded,
+    /// Session parameters as the server reports them after a transaction (None: not set).
+    ParamValues(Vec<(String, Option<String>)>),
     /// The primary's WAL insert position after the session's last write.
     Lsn(Lsn),
 }
@@ -122,6 +134,8 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Relay {
     pub expects: VecDeque<Expect>,
+    /// The server is in COPY IN mode.
+    copy_in: bool,
 }
 
 /// The server sent a message pgroute did not expect: the connection is out of step.
@@ -156,11 +170,15 @@ impl Relay {
                 }
                 _ => {}
             }
-            self.emit_synthetic(out);
+            self.emit_synthetic(out, events);
             let front = self
                 .expects
                 .front_mut()
                 .ok_or(RelayError::Unexpected(t as char))?;
+            if self.copy_in && (t == tag::ERROR || t == tag::COMMAND_COMPLETE) {
+                self.copy_in = false;
+                events.push(Event::CopyInEnded);
+            }
             if t == tag::ERROR {
                 // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
                 // Parse it injected fails for the client's Bind, which must see why.
@@ -189,22 +207,29 @@ impl Relay {
                     events.push(Event::Lsn(lsn));
                 }
             }
-            if t == tag::COPY_IN {
-                events.push(Event::CopyIn);
+            if let (tag::DATA_ROW, ExpectKind::ReadParams(names)) = (t, &front.kind) {
+                let values = columns(&frame).into_iter().chain(std::iter::repeat(None));
+                events.push(Event::ParamValues(
+                    names.iter().cloned().zip(values).collect(),
+                ));
             }
-            if t == tag::COMMAND_COMPLETE && frame.get(5..13) == Some(b"ROLLBACK") {
-                events.push(Event::RolledBack);
+            if t == tag::COPY_IN {
+                self.copy_in = true;
+                events.push(Event::CopyIn);
+                if front.kind == ExpectKind::Execute {
+                    self.drop_sync_sent_into_copy();
+                }
             }
             if completes {
                 self.complete(t, &frame, events);
             }
         }
-        self.emit_synthetic(out);
+        self.emit_synthetic(out, events);
         Ok(())
     }
 
     /// Sends the replies pgroute answers itself that are due before the next server message.
-    fn emit_synthetic(&mut self, out: &mut BytesMut) {
+    fn emit_synthetic(&mut self, out: &mut BytesMut, _events: &mut Vec<Event>) {
         while let Some(Expect {
             kind: ExpectKind::Synthetic(bytes),
             ..
@@ -236,7 +261,10 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return;
         };
-        if matches!(front.kind, ExpectKind::Query | ExpectKind::CaptureLsn) {
+        if matches!(
+            front.kind,
+            ExpectKind::Query | ExpectKind::CaptureLsn | ExpectKind::ReadParams(_)
+        ) {
             // A simple Query goes on to its ReadyForQuery; its statements were rolled back.
             front.failed = true;
             return;
@@ -244,7 +272,10 @@ impl Relay {
         while let Some(e) = self.expects.front() {
             if matches!(
                 e.kind,
-                ExpectKind::Sync | ExpectKind::Query | ExpectKind::CaptureLsn
+                ExpectKind::Sync
+                    | ExpectKind::Query
+                    | ExpectKind::CaptureLsn
+                    | ExpectKind::ReadParams(_)
             ) {
                 break;
             }
@@ -255,7 +286,19 @@ impl Relay {
                         server: e.forget_server,
                     });
                 }
+                if let Some((name, stmt)) = e.restore {
+                    events.push(Event::Restore(name, stmt));
+                }
             }
+        }
+    }
+
+    /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
+    /// Sync that followed the Execute starting a COPY FROM STDIN gets no ReadyForQuery; the one
+    /// the client sends after CopyDone/CopyFail does.
+    fn drop_sync_sent_into_copy(&mut self) {
+        if let Some(i) = self.expects.iter().position(|e| e.kind == ExpectKind::Sync) {
+            self.expects.remove(i);
         }
     }
 
@@ -271,6 +314,37 @@ impl Relay {
             .filter(|e| e.visible && matches!(e.kind, ExpectKind::Sync | ExpectKind::Query))
             .count()
     }
+}
+
+/// Every column of a DataRow frame as text (None for NULL or non-UTF-8).
+fn columns(frame: &[u8]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let Some(body) = frame.get(5..) else {
+        return out;
+    };
+    let count = body
+        .get(..2)
+        .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]));
+    let mut rest = body.get(2..).unwrap_or_default();
+    for _ in 0..count.max(0) {
+        let Some(len) = rest
+            .get(..4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break;
+        };
+        rest = &rest[4..];
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let Some(value) = rest.get(..len as usize) else {
+            break;
+        };
+        out.push(std::str::from_utf8(value).ok().map(str::to_owned));
+        rest = &rest[len as usize..];
+    }
+    out
 }
 
 /// The text of the first column of a DataRow frame.
@@ -337,7 +411,14 @@ mod tests {
         let mut relay = Relay::default();
         relay.expects.push_back(Expect::new(ExpectKind::Bind));
         let mut parse = Expect::new(ExpectKind::Parse);
-        parse.forget_client = Some("s2".into());
+        let stmt = Arc::new(Statement {
+            id: 9,
+            server_name: "pgr_9".into(),
+            after_name: Bytes::from_static(b"SELECT 1\0\0\0"),
+            class: Arc::new(crate::classify::classify("SELECT 1")),
+            hints: Default::default(),
+        });
+        parse.forget_client = Some(("s2".into(), stmt));
         parse.forget_server = Some(9);
         relay.expects.push_back(parse);
         relay
@@ -350,7 +431,7 @@ mod tests {
             [frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")].concat()
         );
         assert!(events.iter().any(|e| matches!(e,
-            Event::Forget { client: Some(c), server: Some(9) } if c == "s2")));
+            Event::Forget { client: Some((c, _)), server: Some(9) } if c == "s2")));
         assert!(relay.is_idle());
     }
 

@@ -54,6 +54,23 @@ impl Session {
         Ok(())
     }
 
+    /// A transaction that changed session parameters ended: ask the server what they are now
+    /// (a rollback, even to a savepoint, may have undone some), on the same connection.
+    fn read_back_params(&mut self, to_server: &mut BytesMut) {
+        let names: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        let columns: Vec<String> = names
+            .iter()
+            .map(|n| format!("current_setting({}, true)", params::literal(n)))
+            .collect();
+        messages::query(to_server, &format!("SELECT {}", columns.join(", ")));
+        h.relay
+            .expects
+            .push_back(Expect::hidden(ExpectKind::ReadParams(names)));
+    }
+
     /// After a write committed: note it, and in `lsn` mode ask the primary, on the same
     /// connection, for its WAL insert position. The client already has its ReadyForQuery; the
     /// connection returns to the pool once the answer is in. Any position read after the
@@ -80,26 +97,29 @@ impl Session {
                 if status == b'I' && std::mem::take(&mut h.wrote) {
                     self.after_commit(to_server);
                 }
-                let Some(h) = self.held.as_mut() else {
-                    return;
-                };
-                let ended = self.txn != b'I' && status == b'I';
-                if ended && (self.txn == b'E' || self.rolled_back) {
-                    if let Some(before) = self.params_at_begin.take() {
-                        h.conn.session_params = before.clone();
-                        self.params = before;
-                    }
-                }
-                if status == b'I' {
-                    self.params_at_begin = None;
-                    self.rolled_back = false;
+                if status == b'I' && !self.touched.is_empty() {
+                    self.read_back_params(to_server);
                 }
                 self.txn = status;
             }
             Event::Completed(class) => {
+                if self.txn != b'I' || class.txn.is_some() {
+                    // A transaction may still undo this (ROLLBACK, ROLLBACK TO SAVEPOINT):
+                    // the values are read back from the server when it ends.
+                    let touched =
+                        params::names(&class.params, &self.params, &h.conn.session_params);
+                    self.touched.extend(touched);
+                }
                 local::apply_own_settings(&mut self.ryw, &class.params);
                 params::apply(&mut self.params, &class.params, &self.startup_params);
-                h.conn.session_params = self.params.clone();
+                // The server resets to *its* connection defaults (pgroute's startup values), not
+                // the client's: follow it, then put the client's values back if they differ.
+                params::apply_on_server(&mut h.conn.session_params, &class.params);
+                if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
+                    messages::query(to_server, &sql);
+                    h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+                    h.conn.session_params = self.params.clone();
+                }
                 if class.releases.contains(PinReason::SqlPrepare) {
                     // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
                     // server session: pgroute's, and so (as PostgreSQL would) the client's.
@@ -117,8 +137,15 @@ impl Session {
                 }
             }
             Event::Forget { client, server } => {
-                if let Some(name) = client {
-                    self.statements.remove(&name);
+                // Only if the name still means that statement (a later Parse may reuse it).
+                if let Some((name, stmt)) = client {
+                    if self
+                        .statements
+                        .get(&name)
+                        .is_some_and(|s| std::sync::Arc::ptr_eq(s, &stmt))
+                    {
+                        self.statements.remove(&name);
+                    }
                 }
                 if let Some(id) = server {
                     h.conn.prepared.remove(&id);
@@ -128,8 +155,27 @@ impl Session {
                 let token = self.ryw.on_lsn(lsn);
                 messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
             }
+            Event::Restore(name, stmt) => {
+                self.statements.insert(name, stmt);
+            }
             Event::CopyIn => self.copy_in = true,
-            Event::RolledBack => self.rolled_back = true,
+            // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
+            Event::CopyInEnded => self.copy_in = false,
+            Event::ParamValues(values) => {
+                for (name, value) in values {
+                    match value {
+                        Some(v) => {
+                            let sql = params::sql_for_setting(&name, &v);
+                            h.conn.session_params.insert(name.clone(), sql.clone());
+                            self.params.insert(name, sql);
+                        }
+                        None => {
+                            h.conn.session_params.remove(&name);
+                            self.params.remove(&name);
+                        }
+                    }
+                }
+            }
         }
     }
 
