@@ -30,8 +30,9 @@ pub struct Node {
     pub weight: u32,
     /// Clients currently holding a connection to this node (for least-outstanding balancing).
     outstanding: AtomicUsize,
-    /// Executing read units routed here (tie-break between equally loaded replicas).
-    served: AtomicU64,
+    /// Router sequence number of the last executing read routed here (tie-break between
+    /// equally loaded replicas).
+    last_served: AtomicU64,
     health: Mutex<Health>,
 }
 
@@ -40,12 +41,12 @@ impl Node {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+    pub fn last_served(&self) -> u64 {
+        self.last_served.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn count_served(&self) {
-        self.served.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn set_last_served(&self, seq: u64) {
+        self.last_served.store(seq, Ordering::Relaxed);
     }
 
     pub(crate) fn begin_work(&self) {
@@ -108,7 +109,7 @@ impl Cluster {
                     configured_role: n.role,
                     weight: n.weight,
                     outstanding: AtomicUsize::new(0),
-                    served: AtomicU64::new(0),
+                    last_served: AtomicU64::new(0),
                     health: Mutex::new(Health::default()),
                 })
             })

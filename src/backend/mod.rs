@@ -28,6 +28,10 @@ pub enum BackendError {
     #[error("server refused the login")]
     /// The server's own ErrorResponse frame, passed to the client unchanged.
     Refused(Bytes),
+    /// The node refused the login because it is not accepting connections (starting up,
+    /// shutting down: 57P0x): a node problem, so a read may go elsewhere. The server's frame.
+    #[error("server is not accepting connections")]
+    Unavailable(Bytes),
     #[error("protocol error from server: {0}")]
     Protocol(&'static str),
     #[error(transparent)]
@@ -46,9 +50,11 @@ impl BackendError {
             BackendError::Connect(_) | BackendError::NodeDown(_) | BackendError::Timeout(_) => {
                 SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
             }
-            BackendError::Refused(frame) => crate::protocol::messages::error_code(frame)
-                .map(SqlState::from_code)
-                .unwrap_or(SqlState::CONNECTION_FAILURE),
+            BackendError::Refused(frame) | BackendError::Unavailable(frame) => {
+                crate::protocol::messages::error_code(frame)
+                    .map(SqlState::from_code)
+                    .unwrap_or(SqlState::CONNECTION_FAILURE)
+            }
             BackendError::Io(_)
             | BackendError::Closed
             | BackendError::Protocol(_)

@@ -78,7 +78,16 @@ impl Pool {
                 tracing::debug!(node = %self.node.name, conn = conn.id, "server connection opened");
                 Ok(conn)
             }
-            // A login refused by the server says nothing about the node's health.
+            // "The database system is starting up / shutting down" (57P0x) is the node's state;
+            // any other refusal (password, database) says nothing about the node's health.
+            Err(BackendError::Refused(frame))
+                if crate::protocol::messages::error_code(&frame)
+                    .is_some_and(|c| c.starts_with("57P")) =>
+            {
+                let e = BackendError::Unavailable(frame);
+                self.node.mark_down(&e);
+                Err(e)
+            }
             Err(e @ BackendError::Refused(_)) => Err(e),
             Err(e) => {
                 self.node.mark_down(&e);

@@ -142,20 +142,30 @@ pub fn rename_in_error(frame: &[u8], ours: &str, theirs: &str) -> BytesMut {
     out
 }
 
-/// Reads the SQLSTATE of an ErrorResponse frame, if it has one.
-pub fn error_code(frame: &[u8]) -> Option<&str> {
+/// Reads one field of an ErrorResponse/NoticeResponse frame.
+fn error_field(frame: &[u8], wanted: u8) -> Option<&str> {
     let mut body = frame.get(5..)?;
     while let Some((&field, rest)) = body.split_first() {
         if field == 0 {
             break;
         }
         let end = rest.iter().position(|b| *b == 0)?;
-        if field == b'C' {
+        if field == wanted {
             return std::str::from_utf8(&rest[..end]).ok();
         }
         body = &rest[end + 1..];
     }
     None
+}
+
+/// Reads the SQLSTATE of an ErrorResponse frame, if it has one.
+pub fn error_code(frame: &[u8]) -> Option<&str> {
+    error_field(frame, b'C')
+}
+
+/// Reads the message of an ErrorResponse frame.
+pub fn error_message(frame: &[u8]) -> Option<&str> {
+    error_field(frame, b'M')
 }
 
 #[cfg(test)]

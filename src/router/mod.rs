@@ -34,9 +34,10 @@ pub struct Candidate {
     pub node: usize,
     pub weight: u32,
     pub outstanding: usize,
-    /// Executing units routed here so far: among equally loaded replicas the least used wins,
-    /// so even one client's sequential reads alternate.
-    pub served: u64,
+    /// When this replica last got an executing unit (a router sequence number): among equally
+    /// loaded replicas the one served longest ago wins, so even one client's sequential reads
+    /// alternate, and a replica back from an outage takes its turn without being flooded.
+    pub last_served: u64,
 }
 
 /// Chooses among eligible replicas. `tick` drives round robin; `random` is a uniform draw used by
@@ -65,9 +66,7 @@ pub fn pick_replica(
                 .min_by(|a, b| {
                     let la = a.outstanding as u128 * u128::from(b.weight);
                     let lb = b.outstanding as u128 * u128::from(a.weight);
-                    let sa = u128::from(a.served) * u128::from(b.weight);
-                    let sb = u128::from(b.served) * u128::from(a.weight);
-                    la.cmp(&lb).then(sa.cmp(&sb))
+                    la.cmp(&lb).then(a.last_served.cmp(&b.last_served))
                 })
                 .map(|c| c.node)
         }
@@ -187,7 +186,7 @@ impl Router {
                     node: node.id,
                     weight: node.weight,
                     outstanding: node.outstanding(),
-                    served: node.served(),
+                    last_served: node.last_served(),
                 });
             }
         }
@@ -199,7 +198,7 @@ impl Router {
         let random = rand::random();
         if let Some(node) = pick_replica(&cands, self.balance, tick, random) {
             if counts {
-                self.cluster.nodes[node].count_served();
+                self.cluster.nodes[node].set_last_served(tick + 1);
             }
             tracing::debug!(node, reason = "replica", "read routed");
             return Ok(Route::Replica(node));
@@ -258,7 +257,7 @@ mod tests {
             node,
             weight,
             outstanding,
-            served: 0,
+            last_served: 0,
         }
     }
 
@@ -296,13 +295,13 @@ mod tests {
     #[test]
     fn equally_loaded_replicas_alternate_by_use() {
         let mut cands = [c(1, 1, 0), c(2, 1, 0)];
-        cands[0].served = 5;
-        cands[1].served = 4;
+        cands[0].last_served = 5;
+        cands[1].last_served = 4;
         assert_eq!(
             pick_replica(&cands, Balance::LeastOutstanding, 0, 0),
             Some(2)
         );
-        cands[1].served = 6;
+        cands[1].last_served = 6;
         assert_eq!(
             pick_replica(&cands, Balance::LeastOutstanding, 0, 1),
             Some(1)

@@ -20,6 +20,7 @@ use crate::monitor::view::NodeView;
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame, Body};
 use crate::router::{Route, RouteError};
+use tokio_postgres::error::SqlState;
 
 /// What to do with the next unit of work.
 pub(super) enum Decision {
@@ -454,7 +455,13 @@ impl Session {
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
     pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
         match e {
-            Refusal::Backend(BackendError::Refused(frame)) => self.out.extend_from_slice(frame),
+            Refusal::Backend(BackendError::Refused(frame) | BackendError::Unavailable(frame)) => {
+                // The server's FATAL ends a login, not this session: report it as an ERROR.
+                let msg = messages::error_message(frame).unwrap_or("server refused the login");
+                let msg = format!("pgroute: {msg}");
+                let code = SqlState::from_code(messages::error_code(frame).unwrap_or("08006"));
+                messages::error_response(&mut self.out, Severity::Error, &code, &msg);
+            }
             Refusal::Backend(e) => {
                 let msg = format!("pgroute: {e}");
                 messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);

@@ -153,13 +153,15 @@ impl Relay {
     }
 
     /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
-    /// the session must act on to `events`.
+    /// the session must act on to `events`. Returns whether any reply (not just asynchronous
+    /// notices) arrived.
     pub fn process(
         &mut self,
         buf: &mut BytesMut,
         out: &mut BytesMut,
         events: &mut Vec<Event>,
-    ) -> Result<(), RelayError> {
+    ) -> Result<bool, RelayError> {
+        let mut replied = false;
         while let Some(frame) = split_frame(buf)? {
             let t = frame[0];
             match t {
@@ -168,7 +170,7 @@ impl Relay {
                     out.extend_from_slice(&frame);
                     continue;
                 }
-                _ => {}
+                _ => replied = true,
             }
             self.emit_synthetic(out, events);
             let front = self
@@ -225,7 +227,7 @@ impl Relay {
             }
         }
         self.emit_synthetic(out, events);
-        Ok(())
+        Ok(replied)
     }
 
     /// Sends the replies pgroute answers itself that are due before the next server message.

@@ -26,17 +26,18 @@ impl Session {
         };
         let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
-        let before = self.out.len();
-        if let Err(e) = h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
-            tracing::warn!(error = %e, "server connection out of step");
-            h.retry = None;
-            return self
-                .server_lost(BackendError::Protocol("unexpected message from server"))
-                .map(|_| ());
-        }
-        if self.out.len() != before || !events.is_empty() {
-            // The client has seen part of the reply: the unit can no longer be retried.
-            h.retry = None;
+        match h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+            Err(e) => {
+                tracing::warn!(error = %e, "server connection out of step");
+                h.retry = None;
+                return self
+                    .server_lost(BackendError::Protocol("unexpected message from server"))
+                    .map(|_| ());
+            }
+            // The client has seen part of the reply: the unit can no longer be retried. (A
+            // notice alone, such as the server's "terminating connection" warning, is not.)
+            Ok(true) => h.retry = None,
+            Ok(false) => {}
         }
         let mut to_server = BytesMut::new();
         for event in events.drain(..) {
