@@ -24,7 +24,7 @@ struct Health {
 pub struct Node {
     pub id: usize,
     pub name: String,
-    pub addr: String,
+    pub addr: Arc<str>,
     /// The role the config expects; the monitor observes the real one.
     pub configured_role: Role,
     pub weight: u32,
@@ -105,7 +105,7 @@ impl Cluster {
                 Arc::new(Node {
                     id,
                     name: n.name.clone(),
-                    addr: n.addr.clone(),
+                    addr: n.addr.as_str().into(),
                     configured_role: n.role,
                     weight: n.weight,
                     outstanding: AtomicUsize::new(0),

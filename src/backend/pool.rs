@@ -57,7 +57,14 @@ impl Pool {
     fn take_idle(&self) -> Option<ServerConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(conn) = idle.pop() {
-            if conn.last_used.elapsed() < self.settings.idle_timeout && still_open(&conn) {
+            let idle_for = conn.last_used.elapsed();
+            if idle_for >= self.settings.idle_timeout {
+                continue;
+            }
+            // Checking the socket costs a system call; a connection used moments ago is alive
+            // or, if its node just died, fails like an in-flight statement would (and the
+            // monitor purges the pool of a node it finds down).
+            if idle_for < RECENTLY_USED || still_open(&conn) {
                 return Some(conn);
             }
         }
@@ -109,6 +116,9 @@ impl Pool {
             .push(conn);
     }
 }
+
+/// Idle connections younger than this are handed out without checking their socket.
+const RECENTLY_USED: Duration = Duration::from_millis(500);
 
 /// True unless the server has closed the socket (or sent something unasked) while it sat idle.
 fn still_open(conn: &ServerConn) -> bool {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 /// Where a cancel for a session goes: the node's address and the server's own key.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub addr: String,
+    pub addr: std::sync::Arc<str>,
     pub pid: i32,
     pub secret: i32,
 }
@@ -106,7 +106,7 @@ impl Registry {
         };
         let mut msg = BytesMut::new();
         postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut msg);
-        match TcpStream::connect(&target.addr).await {
+        match TcpStream::connect(&*target.addr).await {
             Ok(mut s) => {
                 if let Err(e) = s.write_all(&msg).await {
                     tracing::warn!(error = %e, addr = %target.addr, "failed to forward cancel");
