@@ -319,7 +319,13 @@ impl Session {
             // Until its Sync, an extended-query sequence belongs to this connection.
             h.unsynced = !synced;
             h.wrote |= traits.target == Target::Write && matches!(h.route, Route::Primary(_));
-            h.retry = retryable.then_some((unit, traits));
+            // Only a unit ending in Sync: after a Flush the client waits for exactly the replies
+            // that would be held back.
+            h.retry = None;
+            if retryable && unit.awaits_ready() {
+                h.relay.hold_prelude();
+                h.retry = Some((unit, traits));
+            }
         }
     }
 

@@ -134,6 +134,10 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Relay {
     pub expects: VecDeque<Expect>,
+    /// While a read may still be retried elsewhere, the replies that come before any result
+    /// (ParseComplete, BindComplete, descriptions) are held back here instead of sent.
+    holding: bool,
+    held: BytesMut,
     /// The server is in COPY IN mode.
     copy_in: bool,
 }
@@ -153,8 +157,8 @@ impl Relay {
     }
 
     /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
-    /// the session must act on to `events`. Returns whether any reply (not just asynchronous
-    /// notices) arrived.
+    /// the session must act on to `events`. Returns whether the client was sent any reply to
+    /// its statements (asynchronous notices and held-back preludes do not count).
     pub fn process(
         &mut self,
         buf: &mut BytesMut,
@@ -170,8 +174,49 @@ impl Relay {
                     out.extend_from_slice(&frame);
                     continue;
                 }
-                _ => replied = true,
+                _ => {}
             }
+            let before = out.len();
+            self.process_one(frame, out, events)?;
+            self.hold_or_release(out, before, is_prelude(t));
+            // Replies to pgroute's own statements produce nothing and do not count.
+            replied |= out.len() > before && !self.holding;
+        }
+        let before = out.len();
+        self.emit_synthetic(out, events);
+        self.hold_or_release(out, before, true);
+        Ok(replied)
+    }
+
+    /// Holds back replies that precede any result while a retry is possible.
+    pub fn hold_prelude(&mut self) {
+        self.holding = true;
+    }
+
+    /// Moves what one frame produced (`out[before..]`) into the held prelude, or, once a real
+    /// result comes, sends the held prelude ahead of it and stops holding.
+    fn hold_or_release(&mut self, out: &mut BytesMut, before: usize, prelude: bool) {
+        if !self.holding || out.len() == before {
+            return;
+        }
+        let produced = out.split_off(before);
+        if prelude {
+            self.held.unsplit(produced);
+        } else {
+            out.unsplit(std::mem::take(&mut self.held));
+            out.unsplit(produced);
+            self.holding = false;
+        }
+    }
+
+    fn process_one(
+        &mut self,
+        frame: BytesMut,
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Result<(), RelayError> {
+        let t = frame[0];
+        {
             self.emit_synthetic(out, events);
             let front = self
                 .expects
@@ -195,7 +240,7 @@ impl Relay {
                     );
                 }
                 self.on_error(out, events);
-                continue;
+                return Ok(());
             }
             let completes = front.completed_by(t);
             if t == tag::READY_FOR_QUERY && !completes {
@@ -226,8 +271,7 @@ impl Relay {
                 self.complete(t, &frame, events);
             }
         }
-        self.emit_synthetic(out, events);
-        Ok(replied)
+        Ok(())
     }
 
     /// Sends the replies pgroute answers itself that are due before the next server message.
@@ -316,6 +360,20 @@ impl Relay {
             .filter(|e| e.visible && matches!(e.kind, ExpectKind::Sync | ExpectKind::Query))
             .count()
     }
+}
+
+/// Replies that come before a statement produces anything (held back while a read may be
+/// retried on another node).
+fn is_prelude(t: u8) -> bool {
+    matches!(
+        t,
+        tag::PARSE_COMPLETE
+            | tag::BIND_COMPLETE
+            | tag::CLOSE_COMPLETE
+            | tag::PARAMETER_DESCRIPTION
+            | tag::ROW_DESCRIPTION
+            | tag::NO_DATA
+    )
 }
 
 /// Every column of a DataRow frame as text (None for NULL or non-UTF-8).
@@ -435,6 +493,35 @@ mod tests {
         assert!(events.iter().any(|e| matches!(e,
             Event::Forget { client: Some((c, _)), server: Some(9) } if c == "s2")));
         assert!(relay.is_idle());
+    }
+
+    #[test]
+    fn a_retryable_reads_prelude_waits_for_its_first_result() {
+        let mut relay = Relay::default();
+        relay.expects.push_back(Expect::new(ExpectKind::Bind));
+        relay.expects.push_back(Expect::new(ExpectKind::Execute));
+        relay.expects.push_back(Expect::new(ExpectKind::Sync));
+        relay.hold_prelude();
+        // BindComplete and a notice: only the notice reaches the client, nothing counts as a
+        // reply, so the read can still be retried.
+        let mut buf = BytesMut::from(&[frame(b'2', b""), frame(b'N', b"x\0")].concat()[..]);
+        let mut out = BytesMut::new();
+        let replied = relay.process(&mut buf, &mut out, &mut Vec::new()).unwrap();
+        assert!(!replied);
+        assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
+        // The first row releases the held BindComplete ahead of it.
+        let mut buf =
+            BytesMut::from(&[frame(b'D', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
+        out.clear();
+        let replied = relay.process(&mut buf, &mut out, &mut Vec::new()).unwrap();
+        assert!(replied);
+        let want = [
+            frame(b'2', b""),
+            frame(b'D', b"\0\0"),
+            frame(b'C', b"SELECT 1\0"),
+        ]
+        .concat();
+        assert_eq!(&out[..], &want[..]);
     }
 
     #[test]
