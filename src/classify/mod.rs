@@ -180,6 +180,17 @@ pub fn classify(sql: &str) -> Classification {
 }
 
 impl Classification {
+    /// Only `SET`/`RESET` statements: session settings, no data written (read-your-writes does
+    /// not count them as writes).
+    pub fn only_session_settings(&self) -> bool {
+        self.statements > 0
+            && self.params.len() >= self.statements
+            && self.txn.is_none()
+            && self.pin.is_none()
+            && self.releases.is_empty()
+            && !self.discard_all
+    }
+
     /// Whether running it changes session state the proxy tracks (parameters, pinning,
     /// prepared statements).
     pub fn has_session_effects(&self) -> bool {

@@ -1378,3 +1378,22 @@ fn semicolons_inside_literals_do_not_split_statements() {
     assert_eq!((c.target, c.statements), (Target::Write, 2));
     assert_eq!(classify("SELECT 'a;b', $x$;$x$").statements, 1);
 }
+
+#[test]
+fn only_session_settings_are_not_data_writes() {
+    for sql in [
+        "SET extra_float_digits = 3",
+        "SET application_name = 'x'; RESET work_mem",
+    ] {
+        assert!(classify(sql).only_session_settings(), "{sql}");
+    }
+    for sql in [
+        "SET work_mem = '1MB'; INSERT INTO t VALUES (1)",
+        "BEGIN",
+        "DISCARD ALL",
+        "SELECT 1",
+        "SET ROLE bob",
+    ] {
+        assert!(!classify(sql).only_session_settings(), "{sql}");
+    }
+}

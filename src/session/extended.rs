@@ -89,6 +89,10 @@ pub struct Batch {
     pub complete: bool,
     /// The batch opens a `READ ONLY` transaction (not counted in `target`).
     pub read_only_begin: bool,
+    /// Every statement in the batch only changes session settings (no data written).
+    pub only_settings: bool,
+    /// A statement has been noted.
+    noted: bool,
     /// Read hints from the comments of statements parsed in this batch.
     pub hints: Hints,
     /// The classification of the statement bound by the batch's last Bind (for Execute).
@@ -110,6 +114,13 @@ impl Batch {
     }
 
     fn note(&mut self, class: &Classification) {
+        let settings = class.only_session_settings();
+        self.only_settings = if self.noted {
+            self.only_settings && settings
+        } else {
+            settings
+        };
+        self.noted = true;
         if class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true }) {
             // Routed by `routing.read_only_transactions` when the batch is dispatched.
             self.read_only_begin = true;

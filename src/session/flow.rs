@@ -30,6 +30,8 @@ pub(super) enum Decision {
     Acquire,
     /// The held connection is busy elsewhere: wait for its replies first.
     Wait,
+    /// The held connection's extended sequence must be closed (hidden Sync) first, then wait.
+    Resync,
 }
 
 /// Why a unit of work got no server connection.
@@ -144,11 +146,19 @@ impl Session {
                 }
                 b'd' | b'c' | b'f' => {
                     let frame = self.split_client()?;
-                    // "any subsequent CopyData, CopyDone, or CopyFail messages issued by the
-                    // frontend will simply be dropped" once the server left COPY mode.
-                    if self.copy_in && self.held.is_some() {
+                    // A client may send COPY data right behind its COPY statement, before the
+                    // server's CopyInResponse: it goes to the connection running that statement.
+                    // Outside COPY the server ignores these ("Accept but ignore these messages,
+                    // per protocol spec"); with no statement in flight they are dropped here.
+                    let busy = self
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| self.copy_in || !h.relay.is_idle());
+                    if busy {
                         to_server.extend_from_slice(&frame);
-                        self.copy_in = frame[0] == b'd';
+                        if frame[0] != b'd' {
+                            self.copy_in = false;
+                        }
                     }
                 }
                 b'X' => return Ok((false, true)),
@@ -168,11 +178,32 @@ impl Session {
             .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
     }
 
+    /// True when the unit has to wait; for `Resync`, sends the hidden Sync that ends the wait.
+    fn must_wait(&mut self, decision: &Decision, to_server: &mut BytesMut) -> bool {
+        match decision {
+            Decision::Wait => true,
+            Decision::Resync => {
+                if let Some(h) = self.held.as_mut() {
+                    postgres_protocol::message::frontend::sync(to_server);
+                    h.relay.expects.push_back(Expect::hidden(ExpectKind::Sync));
+                    h.unsynced = false;
+                }
+                true
+            }
+            Decision::Held | Decision::Acquire => false,
+        }
+    }
+
     /// Whether a unit can go on the held connection now, must wait for it, or needs its own.
     pub(super) fn decide(&self, target: Target, hints: &Hints) -> Decision {
         let Some(h) = &self.held else {
             return Decision::Acquire;
         };
+        if h.unsynced && target == Target::Write && matches!(h.route, Route::Replica(_)) {
+            // A write after a Flush-ended batch on a replica: close that sequence with a Sync
+            // of pgroute's own, then route the write afresh.
+            return Decision::Resync;
+        }
         if self.txn != b'I' || !self.pins.is_empty() || self.session_mode || h.unsynced {
             return Decision::Held;
         }
@@ -241,12 +272,13 @@ impl Session {
             class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true });
         let target = self.transaction_target(class.target, read_only_begin);
         let decision = self.decide(target, &hints);
-        if let Decision::Wait = decision {
+        if self.must_wait(&decision, to_server) {
             return Ok(false);
         }
         let frame = self.split_client()?;
         let traits = Traits {
             target,
+            writes_data: target == Target::Write && !class.only_session_settings(),
             executes: true,
             hints,
         };
@@ -263,7 +295,7 @@ impl Session {
         let target = self.batch.target.unwrap_or(Target::Read);
         let target = self.transaction_target(target, self.batch.read_only_begin);
         let decision = self.decide(target, &self.batch.hints);
-        if let Decision::Wait = decision {
+        if self.must_wait(&decision, to_server) {
             return Ok(false);
         }
         let batch = std::mem::take(&mut self.batch);
@@ -273,6 +305,7 @@ impl Session {
             .any(|m| matches!(m, ExtMsg::Execute { .. }));
         let traits = Traits {
             target,
+            writes_data: target == Target::Write && !batch.only_settings,
             executes,
             hints: batch.hints,
         };
@@ -318,7 +351,7 @@ impl Session {
         if let Some(h) = self.held.as_mut() {
             // Until its Sync, an extended-query sequence belongs to this connection.
             h.unsynced = !synced;
-            h.wrote |= traits.target == Target::Write && matches!(h.route, Route::Primary(_));
+            h.wrote |= traits.writes_data && matches!(h.route, Route::Primary(_));
             // Only a unit ending in Sync: after a Flush the client waits for exactly the replies
             // that would be held back.
             h.retry = None;
@@ -487,6 +520,8 @@ impl Session {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Traits {
     target: Target,
+    /// Not just session settings: a write read-your-writes must account for.
+    writes_data: bool,
     /// The unit runs a statement (a batch of only Parse/Describe does not).
     executes: bool,
     hints: Hints,
