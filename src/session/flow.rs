@@ -214,9 +214,15 @@ impl Session {
             // The primary is always fresh enough. But if all that is pending is pgroute's own
             // LSN capture and reads may wait for a replica, let this read be routed once the
             // capture is in: it may then go to a replica that has caught up.
+            // When all that is pending is pgroute's own work (parameter replay, read-back), the
+            // read waits for it and is then routed like any other. For the LSN capture that only
+            // pays when reads may wait for a replica to catch up (without it, a read right after
+            // a write goes to the primary anyway).
             (Target::Read, Route::Primary(_)) => {
                 let may_wait = !self.proxy.config.consistency.max_wait.is_zero();
-                if may_wait && h.relay.only_capture_pending() {
+                let waits = h.relay.only_hidden_pending()
+                    && (may_wait || !h.relay.only_capture_pending());
+                if waits {
                     Decision::Wait
                 } else {
                     Decision::Held

@@ -348,6 +348,11 @@ impl Relay {
         }
     }
 
+    /// Only replies to pgroute's own statements are still to come (none for the client).
+    pub fn only_hidden_pending(&self) -> bool {
+        !self.expects.is_empty() && self.expects.iter().all(|e| !e.visible)
+    }
+
     /// Only pgroute's own LSN capture is still to be answered.
     pub fn only_capture_pending(&self) -> bool {
         self.expects.len() == 1 && self.expects[0].kind == ExpectKind::CaptureLsn
