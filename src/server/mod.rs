@@ -109,7 +109,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
         let _ = stream.set_nodelay(true);
         let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracker.spawn(refuse(stream, addr));
+            tracker.spawn(refuse(proxy.clone(), stream, addr));
             continue;
         };
         let proxy = proxy.clone();
@@ -128,21 +128,19 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
 ///
 /// Like PostgreSQL, the refusal answers the client's StartupMessage: an SSLRequest first gets
 /// its 'N' (libpq ignores an error sent in reply to SSLRequest). A client that sends nothing
-/// useful within a few seconds is just disconnected.
-async fn refuse(mut stream: TcpStream, addr: SocketAddr) {
-    tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
+/// useful within a few seconds is just disconnected; a CancelRequest is still forwarded.
+async fn refuse(proxy: Arc<Proxy>, mut stream: TcpStream, addr: SocketAddr) {
+    use crate::session::startup::{read_hello, Hello};
     let mut buf = BytesMut::new();
-    let hello = tokio::time::timeout(
-        Duration::from_secs(5),
-        crate::session::startup::read_hello(&mut stream, &mut buf),
-    )
-    .await;
-    if !matches!(
-        hello,
-        Ok(Ok(crate::session::startup::Hello::Startup { .. }))
-    ) {
-        return;
+    let hello =
+        tokio::time::timeout(Duration::from_secs(5), read_hello(&mut stream, &mut buf)).await;
+    match hello {
+        Ok(Ok(Hello::Startup { .. })) => {}
+        // A cancel is not a session: it must get through even when every slot is taken.
+        Ok(Ok(Hello::Cancel { pid, secret })) => return proxy.cancels.cancel(pid, secret).await,
+        _ => return,
     }
+    tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
     let mut out = BytesMut::new();
     messages::error_response(
         &mut out,

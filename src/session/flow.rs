@@ -220,8 +220,8 @@ impl Session {
             // a write goes to the primary anyway).
             (Target::Read, Route::Primary(_)) => {
                 let may_wait = !self.proxy.config.consistency.max_wait.is_zero();
-                let waits = h.relay.only_hidden_pending()
-                    && (may_wait || !h.relay.only_capture_pending());
+                let waits =
+                    h.relay.only_hidden_pending() && (may_wait || !h.relay.only_capture_pending());
                 if waits {
                     Decision::Wait
                 } else {
