@@ -115,7 +115,12 @@ fn demo(rt: &tokio::runtime::Runtime, listen: &str, replicas: usize) -> anyhow::
     let mut cluster = testbed::Cluster::start(opts).context("starting the demo cluster")?;
     let ports = cluster.node_ports();
     let toml = pgroute::demo::config_toml(&cluster, listen, "app", "app-secret", "");
-    let cfg = config::from_toml_str(&toml).context("demo config")?;
+    // Written to a file and loaded like any config, so PGROUTE_* variables override it too.
+    let path = std::env::temp_dir().join(format!("pgroute-demo-{}.toml", std::process::id()));
+    std::fs::write(&path, &toml).context("writing the demo config")?;
+    let cfg = config::load(Some(&path)).context("demo config");
+    let _ = std::fs::remove_file(&path);
+    let cfg = cfg?;
     let replicas_list = ports[1..]
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
