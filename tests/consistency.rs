@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{own_cluster, start_proxy, TestProxy, PASSWORD, USER};
+use common::{own_cluster, simple_rows, start_proxy, TestProxy, PASSWORD, USER};
 use pgroute::testbed::Cluster;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use raw::RawConn;
 
@@ -85,24 +85,6 @@ fn port(cluster: &Cluster, node: usize) -> i32 {
 
 fn replica_ports(cluster: &Cluster) -> BTreeSet<i32> {
     [1, 2].into_iter().map(|n| port(cluster, n)).collect()
-}
-
-/// The text values of every row a simple Query returned.
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 async fn simple_exec(client: &Client, sql: &str) {

@@ -13,7 +13,10 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{cluster, start_proxy, TestProxy, PASSWORD, USER};
+use common::{
+    caught_up, cluster, on_primary, primary_port, replica_ports, simple_rows, start_proxy,
+    TestProxy, PASSWORD, USER,
+};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
@@ -39,34 +42,8 @@ fn start(extra: &str) -> TestProxy {
 fn start_replica_reads(extra: &str) -> TestProxy {
     start_proxy(cluster(), &format!("{REPLICA_READS}\n{extra}"))
 }
-/// How long writes made outside pgroute may take to reach the replicas.
-const CATCH_UP: Duration = Duration::from_secs(10);
 /// Upper bound for any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn primary_port() -> i32 {
-    i32::from(cluster().port(0))
-}
-
-fn replica_ports() -> BTreeSet<i32> {
-    [1, 2]
-        .into_iter()
-        .map(|n| i32::from(cluster().port(n)))
-        .collect()
-}
-
-/// Runs `sql` on the primary as the superuser, bypassing pgroute.
-fn on_primary(sql: &str) -> String {
-    cluster()
-        .psql(0, sql)
-        .unwrap_or_else(|e| panic!("on the primary: {sql}: {e}"))
-}
-
-fn caught_up() {
-    cluster()
-        .wait_replicas_caught_up(CATCH_UP)
-        .expect("replicas caught up");
-}
 
 fn config_for(proxy: &TestProxy) -> Config {
     let mut cfg = Config::new();
@@ -90,25 +67,6 @@ async fn connect_as(proxy: &TestProxy, application_name: &str) -> Client {
         let _ = conn.await;
     });
     client
-}
-
-/// The text values of every row a simple Query returned.
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The single value a simple Query returned.

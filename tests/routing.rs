@@ -11,16 +11,16 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{cluster, psql, start_proxy, TestProxy, PASSWORD, USER};
+use common::{
+    caught_up, cluster, on_primary, primary_port, psql, replica_ports, simple_rows, start_proxy,
+    TestProxy, PASSWORD, USER,
+};
 use futures::StreamExt;
 use pgroute::testbed::Cluster;
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
-use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use raw::{RawConn, Reply};
-
-/// How long writes may take to reach the replicas before a test reads them through pgroute.
-const CATCH_UP: Duration = Duration::from_secs(10);
 
 /// The monitor gives up on a probe after ten check intervals (at least 1 s), and one late probe
 /// of the primary has every write refused until the next probe succeeds (see
@@ -33,30 +33,6 @@ const PATIENT_MONITOR: &str = "[lag]\ncheck_interval = \"500ms\"\n";
 const REPLICA_READS: &str = "[consistency]\nread_your_writes = \"off\"\n\n\
                              [lag]\ncheck_interval = \"500ms\"\nmax_bytes = \"1GB\"\n\
                              max_time = \"1h\"\n";
-
-fn primary_port() -> i32 {
-    i32::from(cluster().port(0))
-}
-
-fn replica_ports() -> BTreeSet<i32> {
-    [1, 2]
-        .into_iter()
-        .map(|n| i32::from(cluster().port(n)))
-        .collect()
-}
-
-/// Runs `sql` on the primary as the superuser, bypassing pgroute.
-fn on_primary(sql: &str) -> String {
-    cluster()
-        .psql(0, sql)
-        .unwrap_or_else(|e| panic!("on the primary: {sql}: {e}"))
-}
-
-fn caught_up() {
-    cluster()
-        .wait_replicas_caught_up(CATCH_UP)
-        .expect("replicas caught up");
-}
 
 /// Creates (or updates) a LOGIN role on the servers and waits until the replicas have it.
 fn ensure_role(name: &str, password: &str) {
@@ -103,25 +79,6 @@ async fn server_of_simple(client: &Client) -> (i32, bool) {
         .parse()
         .expect("port number");
     (port, row[1].as_deref() == Some("t"))
-}
-
-/// The text values of every row a simple Query returned.
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 fn db_error(e: &tokio_postgres::Error) -> &DbError {

@@ -2,6 +2,7 @@
 //! test binary) and pgroute itself, started in-process on a free loopback port.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -122,4 +123,52 @@ pub fn psql(proxy: &TestProxy, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     )
+}
+
+/// How long tests wait for the shared cluster's replicas to replay everything.
+pub const CATCH_UP: Duration = Duration::from_secs(10);
+
+/// The shared cluster's primary port, as `inet_server_port()` reports it.
+pub fn primary_port() -> i32 {
+    i32::from(cluster().port(0))
+}
+
+/// The shared cluster's replica ports, as `inet_server_port()` reports them.
+pub fn replica_ports() -> BTreeSet<i32> {
+    [1, 2]
+        .into_iter()
+        .map(|n| i32::from(cluster().port(n)))
+        .collect()
+}
+
+/// Runs `sql` on the shared cluster's primary as the superuser, bypassing pgroute.
+pub fn on_primary(sql: &str) -> String {
+    cluster()
+        .psql(0, sql)
+        .unwrap_or_else(|e| panic!("on the primary: {sql}: {e}"))
+}
+
+/// Waits until the shared cluster's replicas have replayed everything the primary wrote.
+pub fn caught_up() {
+    cluster()
+        .wait_replicas_caught_up(CATCH_UP)
+        .expect("replicas caught up");
+}
+
+/// The rows a simple Query returned, as text.
+pub async fn simple_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
