@@ -274,6 +274,26 @@ async fn prepare_writes(cluster: &Cluster, client: &Client) {
     caught_up(cluster);
 }
 
+/// `SHOW pgroute.nodes`, one map of column → value per node.
+async fn show_nodes(client: &Client) -> Vec<BTreeMap<String, String>> {
+    client
+        .simple_query("SHOW pgroute.nodes")
+        .await
+        .expect("SHOW pgroute.nodes")
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_owned(), row.get(i).unwrap_or("").to_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lag limits.
 
@@ -321,6 +341,14 @@ async fn paused_replica_takes_no_reads_until_replay_resumes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The monitor's view, as pgroute shows it: replica 1 lags and takes no reads.
+    let nodes = show_nodes(&client).await;
+    assert_eq!(nodes[0]["role"], "primary", "{nodes:?}");
+    assert_eq!(nodes[1]["role"], "replica", "{nodes:?}");
+    assert_eq!(nodes[1]["takes_reads"], "false", "{nodes:?}");
+    let lag_ms: u64 = nodes[1]["lag_ms"].parse().expect("lag_ms");
+    assert!(lag_ms >= 300, "replica 1 lags over max_time: {nodes:?}");
+    assert_eq!(nodes[2]["takes_reads"], "true", "{nodes:?}");
     let rows = writer.stop().await;
     assert!(rows > 10, "the writer wrote {rows} rows");
 

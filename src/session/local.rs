@@ -8,6 +8,7 @@ use super::params::is_pgroute;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
+use crate::monitor::view::format_lsn;
 use crate::protocol::messages::{self, Severity};
 
 /// `SHOW pgroute.x`, if that is the whole statement.
@@ -33,12 +34,24 @@ pub fn answers(sql: &str, class: &Classification) -> bool {
 
 /// Replies to a statement [`answers`] accepted.
 pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
+    if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
+        let rows = node_rows(session);
+        let out = &mut session.out;
+        row_description(out, &NODE_COLUMNS);
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            data_row(out, &cells);
+        }
+        command_complete(out, &format!("SELECT {}", rows.len()));
+        messages::ready_for_query(out, session.txn);
+        return;
+    }
     let out = &mut session.out;
     if let Some(name) = show_target(sql) {
         match session.ryw.show(name) {
             Some(value) => {
-                row_description(out, name);
-                data_row(out, &value);
+                row_description(out, &[name]);
+                data_row(out, &[&value]);
                 command_complete(out, "SHOW");
             }
             None => messages::error_response(
@@ -96,27 +109,76 @@ pub fn apply_own_settings(ryw: &mut consistency::Session, changes: &[ParamChange
     }
 }
 
-fn row_description(out: &mut bytes::BytesMut, column: &str) {
-    let len = 4 + 2 + column.len() + 1 + 18;
-    out.put_u8(b'T');
-    out.put_i32(len as i32);
-    out.put_i16(1);
-    out.put_slice(column.as_bytes());
-    out.put_u8(0);
-    out.put_i32(0); // table oid
-    out.put_i16(0); // column number
-    out.put_i32(25); // text
-    out.put_i16(-1); // variable length
-    out.put_i32(-1); // no type modifier
-    out.put_i16(0); // text format
+/// Columns of `SHOW pgroute.nodes`.
+const NODE_COLUMNS: [&str; 9] = [
+    "node",
+    "addr",
+    "role",
+    "reachable",
+    "replay_lsn",
+    "lag_bytes",
+    "lag_ms",
+    "takes_reads",
+    "outstanding",
+];
+
+/// The monitor's view of every node, one row each (all text).
+fn node_rows(session: &Session) -> Vec<Vec<String>> {
+    let cluster = &session.proxy.cluster;
+    let view = cluster.view();
+    cluster
+        .nodes
+        .iter()
+        .zip(view.nodes.iter())
+        .map(|(node, nv)| {
+            let role = match nv.in_recovery {
+                Some(true) => "replica",
+                Some(false) => "primary",
+                None => "unknown",
+            };
+            let takes_reads = nv.reachable && nv.in_recovery == Some(true) && !nv.lagging;
+            vec![
+                node.name.clone(),
+                node.addr.to_string(),
+                role.to_owned(),
+                nv.reachable.to_string(),
+                nv.replay_lsn.map(format_lsn).unwrap_or_default(),
+                nv.lag_bytes.to_string(),
+                nv.lag_time.as_millis().to_string(),
+                takes_reads.to_string(),
+                node.outstanding().to_string(),
+            ]
+        })
+        .collect()
 }
 
-fn data_row(out: &mut bytes::BytesMut, value: &str) {
+/// A RowDescription of text columns.
+fn row_description(out: &mut bytes::BytesMut, columns: &[&str]) {
+    let len = 4 + 2 + columns.iter().map(|c| c.len() + 1 + 18).sum::<usize>();
+    out.put_u8(b'T');
+    out.put_i32(len as i32);
+    out.put_i16(columns.len() as i16);
+    for column in columns {
+        out.put_slice(column.as_bytes());
+        out.put_u8(0);
+        out.put_i32(0); // table oid
+        out.put_i16(0); // column number
+        out.put_i32(25); // text
+        out.put_i16(-1); // variable length
+        out.put_i32(-1); // no type modifier
+        out.put_i16(0); // text format
+    }
+}
+
+fn data_row(out: &mut bytes::BytesMut, values: &[&str]) {
+    let len = 4 + 2 + values.iter().map(|v| 4 + v.len()).sum::<usize>();
     out.put_u8(b'D');
-    out.put_i32((4 + 2 + 4 + value.len()) as i32);
-    out.put_i16(1);
-    out.put_i32(value.len() as i32);
-    out.put_slice(value.as_bytes());
+    out.put_i32(len as i32);
+    out.put_i16(values.len() as i16);
+    for value in values {
+        out.put_i32(value.len() as i32);
+        out.put_slice(value.as_bytes());
+    }
 }
 
 fn command_complete(out: &mut bytes::BytesMut, tag: &str) {
