@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::raw::RawConn;
 use common::{own_cluster, simple_rows, start_proxy, TestProxy, PASSWORD, USER};
 use pgroute::testbed::Cluster;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
-
-use raw::RawConn;
 
 /// How far behind the primary both replicas of the shared cluster apply WAL.
 const DELAY: &str = "300ms";
@@ -415,9 +414,15 @@ async fn a_token_handed_to_other_connections_and_proxies_shows_them_the_write() 
         reads.push(("second pgroute, hint", seen));
 
         // The startup parameter, on a connection made after the write.
-        let mut raw = RawConn::connect(other_proxy.port, &[("pgroute.min_lsn", &token)])
-            .await
-            .expect("connect with pgroute.min_lsn as a startup parameter");
+        let mut raw = RawConn::connect_with(
+            other_proxy.port,
+            USER,
+            Some(PASSWORD),
+            "postgres",
+            &[("pgroute.min_lsn", &token)],
+        )
+        .await
+        .expect("connect with pgroute.min_lsn as a startup parameter");
         let rows = raw.simple_query(&count_sql(table, id)).await.expect("read");
         reads.push(("second pgroute, startup parameter", Seen::from_text(&rows)));
     }
@@ -470,7 +475,9 @@ async fn the_token_is_reported_as_parameter_status_and_by_show() {
         cluster,
         &config("read_your_writes = \"lsn\"\nmax_wait = \"0ms\""),
     );
-    let mut raw = RawConn::connect(proxy.port, &[]).await.expect("connect");
+    let mut raw = RawConn::connect(proxy.port, USER, Some(PASSWORD), "postgres")
+        .await
+        .expect("connect");
     let mut tokens = Vec::new();
     for id in 0..3 {
         raw.simple_query(&format!("INSERT INTO {table} VALUES ({id})"))
@@ -785,160 +792,4 @@ async fn a_pipelined_read_honours_its_token() {
          (port of the plain read, hinted read): {stale:?}",
         stale.len()
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Just enough of a client to send startup parameters tokio-postgres cannot send, and to see the
-/// ParameterStatus messages it keeps to itself.
-mod raw {
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
-    use bytes::BytesMut;
-    use fallible_iterator::FallibleIterator;
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-    use postgres_protocol::message::backend::{ErrorResponseBody, Message};
-    use postgres_protocol::message::frontend;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    use super::{PASSWORD, USER};
-
-    const TIMEOUT: Duration = Duration::from_secs(10);
-
-    pub struct RawConn {
-        stream: TcpStream,
-        buf: BytesMut,
-        /// The last value of every ParameterStatus received.
-        parameters: BTreeMap<String, String>,
-    }
-
-    impl RawConn {
-        /// Starts up as the test user (SCRAM) on database postgres, with `extra` startup
-        /// parameters.
-        pub async fn connect(port: u16, extra: &[(&str, &str)]) -> Result<RawConn, String> {
-            let stream = TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut conn = RawConn {
-                stream,
-                buf: BytesMut::new(),
-                parameters: BTreeMap::new(),
-            };
-            let mut params = vec![("user", USER), ("database", "postgres")];
-            params.extend_from_slice(extra);
-            let mut out = BytesMut::new();
-            frontend::startup_message(params, &mut out).map_err(|e| e.to_string())?;
-            conn.send(&out).await?;
-            let mut scram = None;
-            loop {
-                let mut out = BytesMut::new();
-                match conn.next().await? {
-                    Message::AuthenticationSasl(_) => {
-                        let s =
-                            ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
-                        frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
-                            .map_err(|e| e.to_string())?;
-                        scram = Some(s);
-                    }
-                    Message::AuthenticationSaslContinue(body) => {
-                        let s = scram.as_mut().ok_or("SASL continue before start")?;
-                        s.update(body.data()).map_err(|e| e.to_string())?;
-                        frontend::sasl_response(s.message(), &mut out)
-                            .map_err(|e| e.to_string())?;
-                    }
-                    Message::AuthenticationSaslFinal(body) => {
-                        let s = scram.as_mut().ok_or("SASL final before start")?;
-                        s.finish(body.data()).map_err(|e| e.to_string())?;
-                    }
-                    Message::AuthenticationOk
-                    | Message::BackendKeyData(_)
-                    | Message::ParameterStatus(_)
-                    | Message::NoticeResponse(_) => {}
-                    Message::ErrorResponse(body) => return Err(error_text(&body)),
-                    Message::ReadyForQuery(_) => return Ok(conn),
-                    _ => return Err("unexpected message during startup".into()),
-                }
-                if !out.is_empty() {
-                    conn.send(&out).await?;
-                }
-            }
-        }
-
-        /// The last value the server reported for `name` with ParameterStatus.
-        pub fn parameter(&self, name: &str) -> Option<String> {
-            self.parameters.get(name).cloned()
-        }
-
-        /// One simple Query: the text of every row, or the error.
-        pub async fn simple_query(
-            &mut self,
-            sql: &str,
-        ) -> Result<Vec<Vec<Option<String>>>, String> {
-            let mut out = BytesMut::new();
-            frontend::query(sql, &mut out).map_err(|e| e.to_string())?;
-            self.send(&out).await?;
-            let mut rows = Vec::new();
-            let mut error = None;
-            loop {
-                match self.next().await? {
-                    Message::DataRow(body) => {
-                        let buf = body.buffer();
-                        let row = body
-                            .ranges()
-                            .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
-                            .collect::<Vec<_>>()
-                            .map_err(|e| e.to_string())?;
-                        rows.push(row);
-                    }
-                    Message::ErrorResponse(body) => error = Some(error_text(&body)),
-                    Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
-                    _ => {}
-                }
-            }
-        }
-
-        async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-            tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes))
-                .await
-                .map_err(|_| "write timed out".to_owned())?
-                .map_err(|e| e.to_string())
-        }
-
-        /// The next message; ParameterStatus is recorded on the way.
-        async fn next(&mut self) -> Result<Message, String> {
-            loop {
-                if let Some(msg) = Message::parse(&mut self.buf).map_err(|e| e.to_string())? {
-                    if let Message::ParameterStatus(body) = &msg {
-                        let name = body.name().map_err(|e| e.to_string())?.to_owned();
-                        let value = body.value().map_err(|e| e.to_string())?.to_owned();
-                        self.parameters.insert(name, value);
-                    }
-                    return Ok(msg);
-                }
-                let n = tokio::time::timeout(TIMEOUT, self.stream.read_buf(&mut self.buf))
-                    .await
-                    .map_err(|_| "no reply within 10 s".to_owned())?
-                    .map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Err("pgroute closed the connection".into());
-                }
-            }
-        }
-    }
-
-    fn error_text(body: &ErrorResponseBody) -> String {
-        let mut fields = body.fields();
-        let mut code = String::new();
-        let mut message = String::new();
-        while let Ok(Some(f)) = fields.next() {
-            match f.type_() {
-                b'C' => code = String::from_utf8_lossy(f.value_bytes()).into_owned(),
-                b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
-                _ => {}
-            }
-        }
-        format!("{code}: {message}")
-    }
 }

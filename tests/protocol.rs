@@ -13,6 +13,7 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use common::raw;
 use common::{
     caught_up, cluster, on_primary, primary_port, replica_ports, simple_rows, start_proxy,
     TestProxy, PASSWORD, USER,
@@ -1300,7 +1301,9 @@ async fn an_error_in_a_pipeline_fails_only_its_own_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_discards_the_rest_of_the_batch_until_sync() {
     let proxy = start("");
-    let mut raw = raw::RawConn::connect(proxy.port).await;
+    let mut raw = raw::RawConn::connect(proxy.port, USER, Some(PASSWORD), "postgres")
+        .await
+        .expect("raw connect");
     for round in 0..5 {
         let mut out = BytesMut::new();
         raw::statement(&mut out, "SELECT 1/0");
@@ -1308,14 +1311,14 @@ async fn an_error_discards_the_rest_of_the_batch_until_sync() {
         raw::sync(&mut out);
         raw::statement(&mut out, &format!("SELECT {round}"));
         raw::sync(&mut out);
-        let replies = raw.exchange(&out).await;
+        let replies = raw::codes_only(raw.exchange(&out).await);
         use raw::Reply::*;
         assert_eq!(
             replies,
             vec![
                 // `1/0` is folded when the statement is planned, at Bind.
                 ParseComplete,
-                Error("22012".into()),
+                raw::Reply::error("22012"),
                 Ready(b'I'),
                 ParseComplete,
                 BindComplete,
@@ -1340,7 +1343,9 @@ async fn a_close_skipped_after_an_error_leaves_the_statement() {
 }
 
 async fn close_skipped_after_an_error(target: &str, port: u16) {
-    let mut raw = raw::RawConn::connect(port).await;
+    let mut raw = raw::RawConn::connect(port, USER, Some(PASSWORD), "postgres")
+        .await
+        .expect("raw connect");
     use raw::Reply::*;
     let mut out = BytesMut::new();
     raw::parse(&mut out, "proto_kept", "SELECT 'kept'");
@@ -1351,8 +1356,8 @@ async fn close_skipped_after_an_error(target: &str, port: u16) {
     raw::close(&mut out, "proto_kept");
     raw::sync(&mut out);
     assert_eq!(
-        raw.exchange(&out).await,
-        vec![ParseComplete, Error("22012".into()), Ready(b'I')],
+        raw::codes_only(raw.exchange(&out).await),
+        vec![ParseComplete, raw::Reply::error("22012"), Ready(b'I')],
         "{target}: the Close is discarded with the rest of the batch"
     );
     let mut out = BytesMut::new();
@@ -1384,7 +1389,9 @@ async fn extended_copy_in_gets_one_ready_for_query_and_the_next_statement_its_ow
     let proxy = start("");
     for (target, port) in [("PostgreSQL", cluster().port(0)), ("pgroute", proxy.port)] {
         use raw::Reply::*;
-        let mut raw = raw::RawConn::connect(port).await;
+        let mut raw = raw::RawConn::connect(port, USER, Some(PASSWORD), "postgres")
+            .await
+            .expect("raw connect");
         let mut out = BytesMut::new();
         raw::statement(&mut out, "COPY proto_raw_copy FROM STDIN");
         raw::sync(&mut out);
@@ -1887,235 +1894,5 @@ async fn pgbench_runs_through_pgroute_in_every_query_mode() {
                 .unwrap_or(0);
             assert!(processed > 0, "{what} processed nothing:\n{out}");
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A minimal frontend for what tokio-postgres cannot send (several statements in one Sync).
-
-mod raw {
-    use bytes::{BufMut, BytesMut};
-    use fallible_iterator::FallibleIterator;
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-    use postgres_protocol::message::backend::Message;
-    use postgres_protocol::message::frontend;
-    use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    const TIMEOUT: Duration = Duration::from_secs(10);
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Reply {
-        ParseComplete,
-        BindComplete,
-        CloseComplete,
-        Row(Vec<Option<String>>),
-        Complete(String),
-        Error(String),
-        Ready(u8),
-        CopyIn,
-        Other,
-    }
-
-    pub struct RawConn {
-        stream: TcpStream,
-        buf: BytesMut,
-    }
-
-    impl RawConn {
-        pub async fn connect(port: u16) -> RawConn {
-            let stream = TcpStream::connect(("127.0.0.1", port))
-                .await
-                .expect("connect");
-            let mut conn = RawConn {
-                stream,
-                buf: BytesMut::new(),
-            };
-            let mut out = BytesMut::new();
-            frontend::startup_message([("user", super::USER), ("database", "postgres")], &mut out)
-                .expect("startup");
-            conn.send(&out).await;
-            let mut scram = None;
-            loop {
-                let mut out = BytesMut::new();
-                match conn.next().await {
-                    Message::AuthenticationSasl(_) => {
-                        let s = ScramSha256::new(
-                            super::PASSWORD.as_bytes(),
-                            ChannelBinding::unsupported(),
-                        );
-                        frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
-                            .expect("SASL");
-                        scram = Some(s);
-                    }
-                    Message::AuthenticationSaslContinue(body) => {
-                        let s = scram.as_mut().expect("SASL started");
-                        s.update(body.data()).expect("SCRAM");
-                        frontend::sasl_response(s.message(), &mut out).expect("SASL");
-                    }
-                    Message::AuthenticationSaslFinal(body) => {
-                        scram
-                            .as_mut()
-                            .expect("SASL")
-                            .finish(body.data())
-                            .expect("SCRAM");
-                    }
-                    Message::ReadyForQuery(_) => return conn,
-                    Message::ErrorResponse(_) => panic!("login refused"),
-                    _ => {}
-                }
-                if !out.is_empty() {
-                    conn.send(&out).await;
-                }
-            }
-        }
-
-        pub async fn send(&mut self, bytes: &[u8]) {
-            tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes))
-                .await
-                .expect("write within 10 s")
-                .expect("write");
-        }
-
-        async fn next(&mut self) -> Message {
-            loop {
-                if let Some(msg) = Message::parse(&mut self.buf).expect("message") {
-                    return msg;
-                }
-                let n = tokio::time::timeout(TIMEOUT, self.stream.read_buf(&mut self.buf))
-                    .await
-                    .expect("a reply within 10 s")
-                    .expect("read");
-                assert!(n > 0, "pgroute closed the connection");
-            }
-        }
-
-        /// Sends `bytes` and collects the replies up to one ReadyForQuery per Sync in them.
-        pub async fn exchange(&mut self, bytes: &[u8]) -> Vec<Reply> {
-            let mut syncs = count_syncs(bytes);
-            self.send(bytes).await;
-            let mut replies = Vec::new();
-            while syncs > 0 {
-                let reply = self.reply().await;
-                if matches!(reply, Some(Reply::Ready(_))) {
-                    syncs -= 1;
-                }
-                replies.extend(reply);
-            }
-            replies
-        }
-
-        /// Collects replies up to and including the first one `last` accepts.
-        pub async fn read_until(&mut self, last: impl Fn(&Reply) -> bool) -> Vec<Reply> {
-            let mut replies = Vec::new();
-            loop {
-                if let Some(reply) = self.reply().await {
-                    let done = last(&reply);
-                    replies.push(reply);
-                    if done {
-                        return replies;
-                    }
-                }
-            }
-        }
-
-        /// The next message, or None for those the tests do not look at.
-        async fn reply(&mut self) -> Option<Reply> {
-            let reply = match self.next().await {
-                Message::ParseComplete => Reply::ParseComplete,
-                Message::BindComplete => Reply::BindComplete,
-                Message::CloseComplete => Reply::CloseComplete,
-                Message::DataRow(body) => {
-                    let buf = body.buffer();
-                    let values = body
-                        .ranges()
-                        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
-                        .collect::<Vec<_>>()
-                        .expect("DataRow");
-                    Reply::Row(values)
-                }
-                Message::CommandComplete(body) => {
-                    Reply::Complete(body.tag().expect("tag").to_owned())
-                }
-                Message::ErrorResponse(body) => {
-                    let mut fields = body.fields();
-                    let mut code = String::new();
-                    while let Some(f) = fields.next().expect("fields") {
-                        if f.type_() == b'C' {
-                            code = String::from_utf8_lossy(f.value_bytes()).into_owned();
-                        }
-                    }
-                    Reply::Error(code)
-                }
-                Message::ReadyForQuery(body) => Reply::Ready(body.status()),
-                Message::CopyInResponse(_) => Reply::CopyIn,
-                Message::RowDescription(_)
-                | Message::NoData
-                | Message::ParameterDescription(_)
-                | Message::NoticeResponse(_)
-                | Message::ParameterStatus(_) => return None,
-                _ => Reply::Other,
-            };
-            Some(reply)
-        }
-    }
-
-    fn count_syncs(mut bytes: &[u8]) -> usize {
-        let mut n = 0;
-        while bytes.len() >= 5 {
-            let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-            n += usize::from(bytes[0] == b'S' || bytes[0] == b'Q');
-            bytes = &bytes[1 + len..];
-        }
-        n
-    }
-
-    pub fn parse(out: &mut BytesMut, name: &str, sql: &str) {
-        frontend::parse(name, sql, std::iter::empty(), out).expect("Parse");
-    }
-
-    /// Bind of statement `name` (no parameters, text results) to the unnamed portal, and
-    /// Execute.
-    pub fn bind_execute(out: &mut BytesMut, name: &str) {
-        let mut body = BytesMut::new();
-        body.put_u8(0);
-        body.put_slice(name.as_bytes());
-        body.put_u8(0);
-        body.put_i16(0);
-        body.put_i16(0);
-        body.put_i16(0);
-        out.put_u8(b'B');
-        out.put_i32(body.len() as i32 + 4);
-        out.put_slice(&body);
-        frontend::execute("", 0, out).expect("Execute");
-    }
-
-    /// Parse, Bind and Execute of `sql` as the unnamed statement.
-    pub fn statement(out: &mut BytesMut, sql: &str) {
-        parse(out, "", sql);
-        bind_execute(out, "");
-    }
-
-    pub fn close(out: &mut BytesMut, name: &str) {
-        frontend::close(b'S', name, out).expect("Close");
-    }
-
-    pub fn sync(out: &mut BytesMut) {
-        frontend::sync(out);
-    }
-
-    pub fn query(out: &mut BytesMut, sql: &str) {
-        frontend::query(sql, out).expect("Query");
-    }
-
-    pub fn copy_data(out: &mut BytesMut, data: &[u8]) {
-        out.put_u8(b'd');
-        out.put_i32(data.len() as i32 + 4);
-        out.put_slice(data);
-    }
-
-    pub fn copy_done(out: &mut BytesMut) {
-        frontend::copy_done(out);
     }
 }

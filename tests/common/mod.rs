@@ -2,6 +2,8 @@
 //! test binary) and pgroute itself, started in-process on a free loopback port.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
