@@ -70,6 +70,15 @@ impl<'a> Body<'a> {
         Ok(s)
     }
 
+    /// Reads a NUL-terminated string as bytes (SQL text in a client encoding other than UTF-8
+    /// is not valid UTF-8, and still has to be forwarded).
+    pub fn cbytes(&mut self, what: &'static str) -> Result<&'a [u8], BodyError> {
+        let end = self.0.iter().position(|b| *b == 0).ok_or(BodyError(what))?;
+        let s = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        Ok(s)
+    }
+
     pub fn u8(&mut self, what: &'static str) -> Result<u8, BodyError> {
         let b = *self.0.first().ok_or(BodyError(what))?;
         self.0 = &self.0[1..];
@@ -142,5 +151,20 @@ mod tests {
         assert_eq!(body.cstr("bind").unwrap(), "s1");
         assert!(Body(b"abc").cstr("x").is_err());
         assert!(Body(b"ab").i32("x").is_err());
+    }
+
+    proptest::proptest! {
+        /// Frame splitting and body reading never panic on arbitrary bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(frame)) = split_frame(&mut buf) {
+                let mut body = Body::of_frame(&frame);
+                let _ = body.cstr("x");
+                let _ = body.cbytes("x");
+                let _ = body.i32("x");
+                let _ = body.u8("x");
+            }
+        }
     }
 }

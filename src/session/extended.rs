@@ -174,11 +174,11 @@ impl Session {
         let mut body = Body::of_frame(&frame);
         let name = body.cstr("Parse").map_err(malformed)?.to_owned();
         let after = body.rest();
-        let query = body.cstr("Parse").map_err(malformed)?;
+        let query = std::str::from_utf8(body.cbytes("Parse").map_err(malformed)?).ok();
         let after_name = Bytes::copy_from_slice(after);
         if name.is_empty() {
-            let class = self.proxy.classes.classify(query);
-            let hints = parse_hints(query);
+            let class = self.proxy.classes.classify_text(query);
+            let hints = query.map(parse_hints).unwrap_or_default();
             self.batch.note(&class);
             self.batch.add_hints(&hints);
             self.unnamed = Some(Unnamed {

@@ -255,10 +255,13 @@ impl Session {
         to_server: &mut BytesMut,
     ) -> Result<bool, SessionError> {
         let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-        let sql = Body::of_frame(&self.cbuf[..frame_end])
-            .cstr("Query")
+        let text = Body::of_frame(&self.cbuf[..frame_end])
+            .cbytes("Query")
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        let class = self.proxy.classes.classify(sql);
+        // Text in a client encoding other than UTF-8 is forwarded to the primary unread.
+        let readable = std::str::from_utf8(text).ok();
+        let class = self.proxy.classes.classify_text(readable);
+        let sql = readable.unwrap_or_default();
         let hints = if sql.starts_with("/*") {
             parse_hints(sql)
         } else {

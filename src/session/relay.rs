@@ -568,4 +568,52 @@ mod tests {
         assert!(relay.process(&mut buf, &mut out, &mut Vec::new()).is_err());
         assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn kind() -> impl Strategy<Value = ExpectKind> {
+            prop_oneof![
+                Just(ExpectKind::Parse),
+                Just(ExpectKind::Bind),
+                Just(ExpectKind::Describe),
+                Just(ExpectKind::Execute),
+                Just(ExpectKind::Close),
+                Just(ExpectKind::Sync),
+                Just(ExpectKind::Query),
+                Just(ExpectKind::CaptureLsn),
+            ]
+        }
+
+        proptest! {
+            /// Whatever a server sends — well-formed frames in any order, or garbage — the relay
+            /// answers Ok or Err and never panics or loops.
+            #[test]
+            fn any_server_bytes_are_handled(
+                kinds in proptest::collection::vec((kind(), any::<bool>()), 0..6),
+                frames in proptest::collection::vec(
+                    (prop::sample::select(b"123tTnDCIsEZNASGHWdc".to_vec()),
+                     proptest::collection::vec(any::<u8>(), 0..12)),
+                    0..12),
+                garbage in proptest::collection::vec(any::<u8>(), 0..40),
+                hold in any::<bool>(),
+            ) {
+                let mut relay = Relay::default();
+                for (k, visible) in kinds {
+                    let mut e = Expect::new(k);
+                    e.visible = visible;
+                    relay.expects.push_back(e);
+                }
+                if hold {
+                    relay.hold_prelude();
+                }
+                let mut bytes: Vec<u8> = frames.iter().flat_map(|(t, b)| frame(*t, b)).collect();
+                bytes.extend_from_slice(&garbage);
+                let mut buf = BytesMut::from(&bytes[..]);
+                let mut out = BytesMut::new();
+                let _ = relay.process(&mut buf, &mut out, &mut Vec::new());
+            }
+        }
+    }
 }

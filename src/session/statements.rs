@@ -19,12 +19,28 @@ use crate::consistency::{parse_hints, Hints};
 /// parse once per statement shape, not per execution.
 pub struct ClassCache {
     cache: quick_cache::sync::Cache<String, Arc<Classification>>,
+    /// For statement text pgroute cannot read (not UTF-8: another client encoding).
+    unreadable: Arc<Classification>,
 }
 
 impl ClassCache {
     pub fn new(capacity: usize) -> Self {
+        // Not provably a read, so it goes to the primary; the server judges the text itself.
+        let mut unreadable = classify("");
+        unreadable.target = crate::classify::Target::Write;
+        unreadable.parsed = false;
+        unreadable.statements = 1;
         ClassCache {
             cache: quick_cache::sync::Cache::new(capacity),
+            unreadable: Arc::new(unreadable),
+        }
+    }
+
+    /// The classification of SQL text given as bytes (None: not UTF-8, so unreadable here).
+    pub fn classify_text(&self, sql: Option<&str>) -> Arc<Classification> {
+        match sql {
+            Some(sql) => self.classify(sql),
+            None => self.unreadable.clone(),
         }
     }
 
@@ -70,7 +86,12 @@ struct RegistryInner {
 
 impl Registry {
     /// The statement for this Parse body, registering it on first sight.
-    pub fn intern(&self, after_name: Bytes, query: &str, cache: &ClassCache) -> Arc<Statement> {
+    pub fn intern(
+        &self,
+        after_name: Bytes,
+        query: Option<&str>,
+        cache: &ClassCache,
+    ) -> Arc<Statement> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = inner.by_body.get(&after_name) {
             return s.clone();
@@ -81,8 +102,8 @@ impl Registry {
             id,
             server_name: format!("pgr_{id}"),
             after_name: after_name.clone(),
-            class: cache.classify(query),
-            hints: parse_hints(query),
+            class: cache.classify_text(query),
+            hints: query.map(parse_hints).unwrap_or_default(),
         });
         inner.by_body.insert(after_name, stmt.clone());
         stmt
@@ -115,11 +136,19 @@ mod tests {
     fn same_text_and_types_share_one_server_statement() {
         let cache = ClassCache::new(16);
         let reg = Registry::default();
-        let a = reg.intern(Bytes::from_static(b"SELECT 1\0\0\0"), "SELECT 1", &cache);
-        let b = reg.intern(Bytes::from_static(b"SELECT 1\0\0\0"), "SELECT 1", &cache);
+        let a = reg.intern(
+            Bytes::from_static(b"SELECT 1\0\0\0"),
+            Some("SELECT 1"),
+            &cache,
+        );
+        let b = reg.intern(
+            Bytes::from_static(b"SELECT 1\0\0\0"),
+            Some("SELECT 1"),
+            &cache,
+        );
         let c = reg.intern(
             Bytes::from_static(b"SELECT 1\0\0\x01\0\0\0\x17"),
-            "SELECT 1",
+            Some("SELECT 1"),
             &cache,
         );
         assert_eq!(a.id, b.id);

@@ -191,6 +191,22 @@ impl RawConn {
         }
     }
 
+    /// Reads until pgroute closes the connection; returns the SQLSTATEs of the errors it sent
+    /// first. Err if it neither closes nor sends anything within the timeout.
+    pub async fn until_closed(&mut self) -> Result<Vec<String>, String> {
+        let mut codes = Vec::new();
+        loop {
+            match self.next().await {
+                Ok(Message::ErrorResponse(body)) => codes.push(error_of(&body).0),
+                Ok(_) => {}
+                Err(e) if e == "pgroute closed the connection" || e.contains("reset") => {
+                    return Ok(codes)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Drops the connection with a TCP reset: no Terminate, no orderly close.
     pub fn reset(self) {
         self.stream.set_zero_linger().expect("SO_LINGER 0");
