@@ -186,6 +186,8 @@ struct Aggregator {
     history: LsnHistory,
     primary: Primary,
     primary_missing_since: Option<Instant>,
+    /// When the primary last answered a probe: replicas cannot be known to be fresher than that.
+    primary_seen_at: Option<Instant>,
 }
 
 impl Aggregator {
@@ -207,6 +209,7 @@ impl Aggregator {
             history: LsnHistory::default(),
             primary,
             primary_missing_since: None,
+            primary_seen_at: None,
         }
     }
 
@@ -250,6 +253,7 @@ impl Aggregator {
                     nv.replay_lsn = Some(sample.lsn);
                     if self.primary == Primary::Known(id) {
                         self.history.record(sample.at, sample.lsn);
+                        self.primary_seen_at = Some(sample.at);
                     }
                 }
             }
@@ -295,7 +299,13 @@ impl Aggregator {
             }
             let replay = nv.replay_lsn.unwrap_or(0);
             nv.lag_bytes = primary_lsn.map_or(0, |p| p.saturating_sub(replay));
-            nv.lag_time = self.history.time_lag(replay, now);
+            // If the primary's own samples are late (a slow probe), what it wrote since is
+            // unknown: a replica counts as at least that far behind.
+            let unknown = self.primary_seen_at.map_or(Duration::ZERO, |t| {
+                now.saturating_duration_since(t)
+                    .saturating_sub(self.proxy.config.lag.check_interval * 2)
+            });
+            nv.lag_time = self.history.time_lag(replay, now).max(unknown);
             let lagging = self.limits.lagging(nv.lagging, nv.lag_bytes, nv.lag_time);
             if lagging != nv.lagging {
                 let name = &self.proxy.cluster.nodes[id].name;
