@@ -31,10 +31,7 @@ const CATCH_UP: Duration = Duration::from_secs(20);
 fn delayed_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        common::init_tracing();
         let cluster = own_cluster();
         for node in [1, 2] {
             cluster
@@ -663,10 +660,7 @@ async fn off_mode_can_read_stale_right_after_a_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staleness_budget_keeps_reads_off_a_replica_that_lags_more() {
     const READS: usize = 60;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let cluster = own_cluster();
     let table = "ryw_budget";
     create_table(&cluster, table);

@@ -27,17 +27,9 @@ const CHECK_INTERVAL: &str = "50ms";
 /// How long a test waits for something that should take a few monitor ticks.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Logs pgroute's tracing output when `RUST_LOG` asks for it (e.g. `RUST_LOG=pgroute=debug`).
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 /// A new cluster for one test.
 fn new_cluster() -> Cluster {
-    init_logging();
+    common::init_tracing();
     own_cluster()
 }
 

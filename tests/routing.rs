@@ -1409,61 +1409,13 @@ async fn client_socket_reset_mid_transaction_is_rolled_back() {
 // ---------------------------------------------------------------------------------------------
 // 8. The client connection limit.
 
-/// pgroute in-process with a whole TOML document (the harness's `start_proxy` appends to one,
-/// which cannot set top-level keys such as `max_client_conn`).
-struct WholeConfigProxy {
-    port: u16,
-    shutdown: tokio_util::sync::CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl WholeConfigProxy {
-    fn start(toml: &str) -> Self {
-        let cfg = pgroute::config::from_toml_str(toml).expect("valid test config");
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = pgroute::server::bind(&cfg).await.expect("bind");
-                tx.send(listener.local_addr().expect("addr").port())
-                    .expect("send port");
-                pgroute::server::serve(pgroute::server::Proxy::new(cfg), listener, token).await;
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("proxy started");
-        WholeConfigProxy {
-            port,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for WholeConfigProxy {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_over_max_client_conn_gets_53300() {
     let toml = format!(
         "max_client_conn = 1\n{}",
         pgroute::demo::config_toml(cluster(), "127.0.0.1:0", USER, PASSWORD, PATIENT_MONITOR)
     );
-    let proxy = WholeConfigProxy::start(&toml);
+    let proxy = common::start_proxy_toml(&toml);
     let conn = conn_str(proxy.port, USER, Some(PASSWORD), "postgres");
     let first = common::connect(&conn).await;
     first
@@ -1512,7 +1464,7 @@ async fn psql_over_max_client_conn_sees_too_many_clients() {
         "max_client_conn = 1\n{}",
         pgroute::demo::config_toml(cluster(), "127.0.0.1:0", USER, PASSWORD, PATIENT_MONITOR)
     );
-    let proxy = WholeConfigProxy::start(&toml);
+    let proxy = common::start_proxy_toml(&toml);
     let first = common::connect(&conn_str(proxy.port, USER, Some(PASSWORD), "postgres")).await;
     first
         .simple_query("SELECT 1")

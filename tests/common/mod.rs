@@ -20,12 +20,17 @@ pub const PASSWORD: &str = "app-secret";
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         Cluster::start(ClusterOptions::default()).expect("start test cluster")
     })
+}
+
+/// Test logs through `RUST_LOG` (e.g. `RUST_LOG=pgroute=debug`); once per test binary.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 pub fn own_cluster() -> Cluster {
@@ -82,8 +87,18 @@ impl Drop for TestProxy {
 
 /// Starts pgroute in front of `cluster` with extra TOML sections appended to the config.
 pub fn start_proxy(cluster: &Cluster, extra: &str) -> TestProxy {
-    let toml = pgroute::demo::config_toml(cluster, "127.0.0.1:0", USER, PASSWORD, extra);
-    let cfg = pgroute::config::from_toml_str(&toml).expect("valid test config");
+    start_proxy_toml(&pgroute::demo::config_toml(
+        cluster,
+        "127.0.0.1:0",
+        USER,
+        PASSWORD,
+        extra,
+    ))
+}
+
+/// Starts pgroute with a whole TOML document (for top-level keys such as `max_client_conn`).
+pub fn start_proxy_toml(toml: &str) -> TestProxy {
+    let cfg = pgroute::config::from_toml_str(toml).expect("valid test config");
     let shutdown = CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let token = shutdown.clone();
