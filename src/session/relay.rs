@@ -54,6 +54,8 @@ pub struct Expect {
     pub class: Option<Arc<Classification>>,
     /// An ErrorResponse was seen within this reply (Query).
     pub failed: bool,
+    /// Statement results (CommandComplete, EmptyQueryResponse) seen within this reply (Query).
+    pub results: usize,
     /// An error about this message names pgroute's statement (first); the client knows it by
     /// the second name.
     pub rename: Option<(String, String)>,
@@ -70,6 +72,7 @@ impl Expect {
             forget_server: None,
             class: None,
             failed: false,
+            results: 0,
             rename: None,
             restore: None,
         }
@@ -242,6 +245,11 @@ impl Relay {
                 self.on_error(out, events);
                 return Ok(());
             }
+            if front.kind == ExpectKind::Query
+                && matches!(t, tag::COMMAND_COMPLETE | tag::EMPTY_QUERY)
+            {
+                front.results += 1;
+            }
             let completes = front.completed_by(t);
             if t == tag::READY_FOR_QUERY && !completes {
                 return Err(RelayError::Unexpected(t as char));
@@ -345,6 +353,25 @@ impl Relay {
     fn drop_sync_sent_into_copy(&mut self) {
         if let Some(i) = self.expects.iter().position(|e| e.kind == ExpectKind::Sync) {
             self.expects.remove(i);
+        }
+    }
+
+    /// The client has every result it asked for and waits only for one ReadyForQuery: a Sync,
+    /// or a Query whose statements have all completed (pgroute's own statements aside).
+    pub fn only_ready_missing(&self) -> bool {
+        let mut visible = self.expects.iter().filter(|e| e.visible);
+        let Some(last) = visible.next() else {
+            return false;
+        };
+        if visible.next().is_some() || last.failed {
+            return false;
+        }
+        match (&last.kind, &last.class) {
+            (ExpectKind::Sync, _) => true,
+            (ExpectKind::Query, Some(class)) => {
+                class.statements > 0 && last.results >= class.statements
+            }
+            _ => false,
         }
     }
 
@@ -527,6 +554,31 @@ mod tests {
         ]
         .concat();
         assert_eq!(&out[..], &want[..]);
+    }
+
+    #[test]
+    fn a_read_missing_only_its_ready_for_query_is_recognised() {
+        let mut relay = Relay::default();
+        let mut q = Expect::new(ExpectKind::Query);
+        q.class = Some(Arc::new(crate::classify::classify("SELECT 1")));
+        relay.expects.push_back(q);
+        assert!(!relay.only_ready_missing());
+        let mut buf =
+            BytesMut::from(&[frame(b'T', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
+        relay
+            .process(&mut buf, &mut BytesMut::new(), &mut Vec::new())
+            .unwrap();
+        assert!(relay.only_ready_missing());
+        // Two statements, one result so far: the second is still to come.
+        let mut relay = Relay::default();
+        let mut q = Expect::new(ExpectKind::Query);
+        q.class = Some(Arc::new(crate::classify::classify("SELECT 1; SELECT 2")));
+        relay.expects.push_back(q);
+        let mut buf = BytesMut::from(&frame(b'C', b"SELECT 1\0")[..]);
+        relay
+            .process(&mut buf, &mut BytesMut::new(), &mut Vec::new())
+            .unwrap();
+        assert!(!relay.only_ready_missing());
     }
 
     #[test]

@@ -224,6 +224,21 @@ impl Session {
                 failed: node_id,
             }));
         }
+        // A read on a replica whose whole result already reached the client, and that only
+        // misses its ReadyForQuery: nothing was lost, so finish it as the server would have.
+        let read_done = matches!(h.route, crate::router::Route::Replica(_))
+            && self.txn == b'I'
+            && self.pins.is_empty()
+            && h.relay.only_ready_missing();
+        if read_done {
+            tracing::info!(%node, error = %err, "server failed after the read's result: completing it");
+            h.conn.node().mark_down(&err);
+            drop(h);
+            self.unnamed_on_held = false;
+            self.cancel.set_target(None);
+            messages::ready_for_query(&mut self.out, b'I');
+            return Ok(None);
+        }
         tracing::warn!(%node, error = %err, "server connection lost");
         let pending = h.relay.pending_syncs();
         drop(h);
