@@ -64,10 +64,7 @@ impl<'a> Body<'a> {
 
     /// Reads a NUL-terminated string.
     pub fn cstr(&mut self, what: &'static str) -> Result<&'a str, BodyError> {
-        let end = self.0.iter().position(|b| *b == 0).ok_or(BodyError(what))?;
-        let s = std::str::from_utf8(&self.0[..end]).map_err(|_| BodyError(what))?;
-        self.0 = &self.0[end + 1..];
-        Ok(s)
+        std::str::from_utf8(self.cbytes(what)?).map_err(|_| BodyError(what))
     }
 
     /// Reads a NUL-terminated string as bytes (SQL text in a client encoding other than UTF-8

@@ -41,6 +41,29 @@ pub(super) enum Refusal {
     Route(RouteError),
 }
 
+impl Refusal {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            Refusal::Backend(e) => e.sqlstate(),
+            Refusal::Route(e) => e.sqlstate(),
+        }
+    }
+
+    /// What the client is told. A server's refusal (a FATAL ending pgroute's login, not this
+    /// session) is reported by its own message, as an ERROR.
+    fn message(&self) -> String {
+        match self {
+            Refusal::Backend(BackendError::Refused(frame) | BackendError::Unavailable(frame)) => {
+                messages::error_message(frame)
+                    .unwrap_or("server refused the login")
+                    .to_owned()
+            }
+            Refusal::Backend(e) => e.to_string(),
+            Refusal::Route(e) => e.to_string(),
+        }
+    }
+}
+
 /// Outcome of reading from whichever side spoke first.
 enum Input {
     Client(std::io::Result<usize>),
@@ -502,23 +525,8 @@ impl Session {
 
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
     pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
-        match e {
-            Refusal::Backend(BackendError::Refused(frame) | BackendError::Unavailable(frame)) => {
-                // The server's FATAL ends a login, not this session: report it as an ERROR.
-                let msg = messages::error_message(frame).unwrap_or("server refused the login");
-                let msg = format!("pgroute: {msg}");
-                let code = SqlState::from_code(messages::error_code(frame).unwrap_or("08006"));
-                messages::error_response(&mut self.out, Severity::Error, &code, &msg);
-            }
-            Refusal::Backend(e) => {
-                let msg = format!("pgroute: {e}");
-                messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
-            }
-            Refusal::Route(e) => {
-                let msg = format!("pgroute: {e}");
-                messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
-            }
-        }
+        let msg = format!("pgroute: {}", e.message());
+        messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
         if ready {
             messages::ready_for_query(&mut self.out, self.txn);
         }

@@ -186,7 +186,7 @@ impl Relay {
             replied |= out.len() > before && !self.holding;
         }
         let before = out.len();
-        self.emit_synthetic(out, events);
+        self.emit_synthetic(out);
         self.hold_or_release(out, before, true);
         Ok(replied)
     }
@@ -220,7 +220,7 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let t = frame[0];
         {
-            self.emit_synthetic(out, events);
+            self.emit_synthetic(out);
             let front = self
                 .expects
                 .front_mut()
@@ -258,7 +258,8 @@ impl Relay {
                 out.extend_from_slice(&frame);
             }
             if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
-                if let Some(lsn) = first_column(&frame).and_then(parse_lsn) {
+                let first = columns(&frame).into_iter().next().flatten();
+                if let Some(lsn) = first.as_deref().and_then(parse_lsn) {
                     events.push(Event::Lsn(lsn));
                 }
             }
@@ -283,7 +284,7 @@ impl Relay {
     }
 
     /// Sends the replies pgroute answers itself that are due before the next server message.
-    fn emit_synthetic(&mut self, out: &mut BytesMut, _events: &mut Vec<Event>) {
+    fn emit_synthetic(&mut self, out: &mut BytesMut) {
         while let Some(Expect {
             kind: ExpectKind::Synthetic(bytes),
             ..
@@ -439,233 +440,5 @@ fn columns(frame: &[u8]) -> Vec<Option<String>> {
     out
 }
 
-/// The text of the first column of a DataRow frame.
-fn first_column(frame: &[u8]) -> Option<&str> {
-    // DataRow: Int16 column count, then per column Int32 length (-1 for NULL) and the bytes.
-    let body = frame.get(5..)?;
-    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
-    let value = body.get(6..6 + usize::try_from(len).ok()?)?;
-    std::str::from_utf8(value).ok()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(t: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![t];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn run(relay: &mut Relay, frames: &[Vec<u8>]) -> (Vec<u8>, Vec<Event>) {
-        let mut buf = BytesMut::from(&frames.concat()[..]);
-        let mut out = BytesMut::new();
-        let mut events = Vec::new();
-        relay.process(&mut buf, &mut out, &mut events).unwrap();
-        (out.to_vec(), events)
-    }
-
-    #[test]
-    fn injected_replies_are_swallowed_and_synthetic_ones_inserted_in_order() {
-        let mut relay = Relay::default();
-        relay
-            .expects
-            .push_back(Expect::synthetic(Bytes::from(frame(b'1', b""))));
-        relay.expects.push_back(Expect::hidden(ExpectKind::Parse));
-        relay.expects.push_back(Expect::new(ExpectKind::Bind));
-        relay.expects.push_back(Expect::new(ExpectKind::Execute));
-        relay.expects.push_back(Expect::new(ExpectKind::Sync));
-        let server = [
-            frame(b'1', b""),
-            frame(b'2', b""),
-            frame(b'D', b"\0\0"),
-            frame(b'C', b"SELECT 1\0"),
-            frame(b'Z', b"I"),
-        ];
-        let (out, events) = run(&mut relay, &server);
-        let want = [
-            frame(b'1', b""),
-            frame(b'2', b""),
-            frame(b'D', b"\0\0"),
-            frame(b'C', b"SELECT 1\0"),
-            frame(b'Z', b"I"),
-        ]
-        .concat();
-        assert_eq!(out, want);
-        assert!(matches!(events[..], [Event::Ready(b'I')]));
-        assert!(relay.is_idle());
-    }
-
-    #[test]
-    fn an_error_skips_to_sync_and_forgets_statements_never_created() {
-        let mut relay = Relay::default();
-        relay.expects.push_back(Expect::new(ExpectKind::Bind));
-        let mut parse = Expect::new(ExpectKind::Parse);
-        let stmt = Arc::new(Statement {
-            id: 9,
-            server_name: "pgr_9".into(),
-            after_name: Bytes::from_static(b"SELECT 1\0\0\0"),
-            class: Arc::new(crate::classify::classify("SELECT 1")),
-            hints: Default::default(),
-        });
-        parse.forget_client = Some(("s2".into(), stmt));
-        parse.forget_server = Some(9);
-        relay.expects.push_back(parse);
-        relay
-            .expects
-            .push_back(Expect::synthetic(Bytes::from(frame(b'3', b""))));
-        relay.expects.push_back(Expect::new(ExpectKind::Sync));
-        let (out, events) = run(&mut relay, &[frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")]);
-        assert_eq!(
-            out,
-            [frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")].concat()
-        );
-        assert!(events.iter().any(|e| matches!(e,
-            Event::Forget { client: Some((c, _)), server: Some(9) } if c == "s2")));
-        assert!(relay.is_idle());
-    }
-
-    #[test]
-    fn a_retryable_reads_prelude_waits_for_its_first_result() {
-        let mut relay = Relay::default();
-        relay.expects.push_back(Expect::new(ExpectKind::Bind));
-        relay.expects.push_back(Expect::new(ExpectKind::Execute));
-        relay.expects.push_back(Expect::new(ExpectKind::Sync));
-        relay.hold_prelude();
-        // BindComplete and a notice: only the notice reaches the client, nothing counts as a
-        // reply, so the read can still be retried.
-        let mut buf = BytesMut::from(&[frame(b'2', b""), frame(b'N', b"x\0")].concat()[..]);
-        let mut out = BytesMut::new();
-        let replied = relay.process(&mut buf, &mut out, &mut Vec::new()).unwrap();
-        assert!(!replied);
-        assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
-        // The first row releases the held BindComplete ahead of it.
-        let mut buf =
-            BytesMut::from(&[frame(b'D', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
-        out.clear();
-        let replied = relay.process(&mut buf, &mut out, &mut Vec::new()).unwrap();
-        assert!(replied);
-        let want = [
-            frame(b'2', b""),
-            frame(b'D', b"\0\0"),
-            frame(b'C', b"SELECT 1\0"),
-        ]
-        .concat();
-        assert_eq!(&out[..], &want[..]);
-    }
-
-    #[test]
-    fn a_read_missing_only_its_ready_for_query_is_recognised() {
-        let mut relay = Relay::default();
-        let mut q = Expect::new(ExpectKind::Query);
-        q.class = Some(Arc::new(crate::classify::classify("SELECT 1")));
-        relay.expects.push_back(q);
-        assert!(!relay.only_ready_missing());
-        let mut buf =
-            BytesMut::from(&[frame(b'T', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
-        relay
-            .process(&mut buf, &mut BytesMut::new(), &mut Vec::new())
-            .unwrap();
-        assert!(relay.only_ready_missing());
-        // Two statements, one result so far: the second is still to come.
-        let mut relay = Relay::default();
-        let mut q = Expect::new(ExpectKind::Query);
-        q.class = Some(Arc::new(crate::classify::classify("SELECT 1; SELECT 2")));
-        relay.expects.push_back(q);
-        let mut buf = BytesMut::from(&frame(b'C', b"SELECT 1\0")[..]);
-        relay
-            .process(&mut buf, &mut BytesMut::new(), &mut Vec::new())
-            .unwrap();
-        assert!(!relay.only_ready_missing());
-    }
-
-    #[test]
-    fn captured_lsn_is_reported_and_hidden_from_the_client() {
-        let mut relay = Relay::default();
-        relay.expects.push_back(Expect::new(ExpectKind::Query));
-        relay
-            .expects
-            .push_back(Expect::hidden(ExpectKind::CaptureLsn));
-        let mut row = 1i16.to_be_bytes().to_vec();
-        row.extend_from_slice(&9i32.to_be_bytes());
-        row.extend_from_slice(b"0/16B3748");
-        let server = [
-            frame(b'C', b"INSERT 0 1\0"),
-            frame(b'Z', b"I"),
-            frame(b'T', b"\0\0"),
-            frame(b'D', &row),
-            frame(b'C', b"SELECT 1\0"),
-            frame(b'Z', b"I"),
-        ];
-        let (out, events) = run(&mut relay, &server);
-        assert_eq!(
-            out,
-            [frame(b'C', b"INSERT 0 1\0"), frame(b'Z', b"I")].concat()
-        );
-        assert!(matches!(
-            events[..],
-            [Event::Ready(b'I'), Event::Lsn(0x16B3748)]
-        ));
-        assert!(relay.is_idle());
-    }
-
-    #[test]
-    fn notices_pass_anywhere_and_an_unexpected_ready_is_an_error() {
-        let mut relay = Relay::default();
-        relay.expects.push_back(Expect::new(ExpectKind::Bind));
-        let mut buf = BytesMut::from(&[frame(b'N', b"x\0"), frame(b'Z', b"I")].concat()[..]);
-        let mut out = BytesMut::new();
-        assert!(relay.process(&mut buf, &mut out, &mut Vec::new()).is_err());
-        assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
-    }
-
-    mod props {
-        use super::*;
-        use proptest::prelude::*;
-
-        fn kind() -> impl Strategy<Value = ExpectKind> {
-            prop_oneof![
-                Just(ExpectKind::Parse),
-                Just(ExpectKind::Bind),
-                Just(ExpectKind::Describe),
-                Just(ExpectKind::Execute),
-                Just(ExpectKind::Close),
-                Just(ExpectKind::Sync),
-                Just(ExpectKind::Query),
-                Just(ExpectKind::CaptureLsn),
-            ]
-        }
-
-        proptest! {
-            /// Whatever a server sends — well-formed frames in any order, or garbage — the relay
-            /// answers Ok or Err and never panics or loops.
-            #[test]
-            fn any_server_bytes_are_handled(
-                kinds in proptest::collection::vec((kind(), any::<bool>()), 0..6),
-                frames in proptest::collection::vec(
-                    (prop::sample::select(b"123tTnDCIsEZNASGHWdc".to_vec()),
-                     proptest::collection::vec(any::<u8>(), 0..12)),
-                    0..12),
-                garbage in proptest::collection::vec(any::<u8>(), 0..40),
-                hold in any::<bool>(),
-            ) {
-                let mut relay = Relay::default();
-                for (k, visible) in kinds {
-                    let mut e = Expect::new(k);
-                    e.visible = visible;
-                    relay.expects.push_back(e);
-                }
-                if hold {
-                    relay.hold_prelude();
-                }
-                let mut bytes: Vec<u8> = frames.iter().flat_map(|(t, b)| frame(*t, b)).collect();
-                bytes.extend_from_slice(&garbage);
-                let mut buf = BytesMut::from(&bytes[..]);
-                let mut out = BytesMut::new();
-                let _ = relay.process(&mut buf, &mut out, &mut Vec::new());
-            }
-        }
-    }
-}
+mod tests;
