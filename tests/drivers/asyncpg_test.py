@@ -13,44 +13,15 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import sys
 import time
-import traceback
 from decimal import Decimal
 
 import asyncpg
+from checks import PRIMARY, REPLICAS, check, eq, run_sections_async, section, summary
 
-PRIMARY = int(os.environ["PRIMARY_PORT"])
-REPLICAS = {int(p) for p in os.environ["REPLICA_PORTS"].split(",")}
 T_ITEMS = "drv_apg_items"
 T_COPY = "drv_apg_copy"
-
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
-    sys.stdout.flush()
-
-
-def eq(name, got, want):
-    check(name, got == want, f"got {got!r}, want {want!r}")
-
-
-SECTIONS = []
-
-
-def section(fn):
-    SECTIONS.append(fn)
-    return fn
 
 
 async def connect():
@@ -463,16 +434,8 @@ async def concurrent_connections():
 
 async def main():
     print(f"asyncpg {asyncpg.__version__}, primary {PRIMARY}, replicas {sorted(REPLICAS)}")
-    for fn in SECTIONS:
-        print(f"-- {fn.__name__}")
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(fn(), 30)
-        except Exception:  # noqa: BLE001 - reported as a failed check
-            check(f"{fn.__name__} (no exception)", False, traceback.format_exc())
-        print(f"   ({time.monotonic() - started:.2f}s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    await run_sections_async()
+    return summary()
 
 
 if __name__ == "__main__":

@@ -7,58 +7,17 @@ and `N passed, M failed` last; exits 1 on any failure.
 """
 
 import datetime as dt
-import os
 import sys
 import time
-import traceback
 from decimal import Decimal
 
 import psycopg
+from checks import PRIMARY, REPLICAS, check, eq, run_sections, section, summary
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-PRIMARY = int(os.environ["PRIMARY_PORT"])
-REPLICAS = {int(p) for p in os.environ["REPLICA_PORTS"].split(",")}
 T_ITEMS = "drv_py3_items"
 T_COPY = "drv_py3_copy"
-
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
-    sys.stdout.flush()
-
-
-def eq(name, got, want):
-    check(name, got == want, f"got {got!r}, want {want!r}")
-
-
-SECTIONS = []
-
-
-def section(fn):
-    SECTIONS.append(fn)
-    return fn
-
-
-def run_sections():
-    """Runs each group of checks; an unexpected exception is one failure, and the rest go on."""
-    for fn in SECTIONS:
-        print(f"-- {fn.__name__}")
-        started = time.monotonic()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - reported as a failed check
-            check(f"{fn.__name__} (no exception)", False, traceback.format_exc())
-        print(f"   ({time.monotonic() - started:.2f}s)")
 
 
 def connect(autocommit=True):
@@ -308,7 +267,7 @@ def copy_in_and_out():
             copy.set_types(["int4", "text", "bytea", "numeric"])
             got = list(copy.rows())
         check("COPY TO STDOUT (binary) returns every row exactly", got == want, f"{len(got)} rows")
-        with cur.copy(f"COPY (SELECT inet_server_port()) TO STDOUT") as copy:
+        with cur.copy("COPY (SELECT inet_server_port()) TO STDOUT") as copy:
             data = b"".join(bytes(chunk) for chunk in copy)
         eq("COPY runs on the primary", int(data.strip()), PRIMARY)
         try:
@@ -370,5 +329,4 @@ def errors_pass_through():
 if __name__ == "__main__":
     print(f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__} libpq {psycopg.pq.version()}), primary {PRIMARY}, replicas {sorted(REPLICAS)}")
     run_sections()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(summary())
