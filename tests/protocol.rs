@@ -1432,6 +1432,66 @@ async fn extended_copy_in_gets_one_ready_for_query_and_the_next_statement_its_ow
     assert_eq!(on_primary("SELECT count(*) FROM proto_raw_copy"), "6");
 }
 
+/// After an error in an extended-protocol COPY the server discards everything up to the
+/// client's next Sync: until that Sync the connection is the client's, not the pool's. With
+/// one primary connection, another client's write waits for it and then runs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_extended_copy_keeps_its_connection_until_the_clients_sync() {
+    use raw::Reply::*;
+    on_primary(
+        "DROP TABLE IF EXISTS proto_raw_copy_fail;\n\
+         CREATE TABLE proto_raw_copy_fail(id int);\n\
+         ALTER TABLE proto_raw_copy_fail OWNER TO app;",
+    );
+    let proxy = start("[pool]\nmax_size = 1\ncheckout_timeout = \"8s\"\n");
+    let mut copier = raw::RawConn::connect(proxy.port, USER, Some(PASSWORD), "postgres")
+        .await
+        .expect("raw connect");
+    let mut out = BytesMut::new();
+    raw::statement(&mut out, "COPY proto_raw_copy_fail FROM STDIN");
+    raw::sync(&mut out);
+    copier.send(&out).await;
+    let replies = copier.read_until(|r| *r == CopyIn).await;
+    assert_eq!(replies, vec![ParseComplete, BindComplete, CopyIn]);
+    let mut out = BytesMut::new();
+    raw::copy_data(&mut out, b"1\nnot-a-number\n");
+    copier.send(&out).await;
+    let replies = raw::codes_only(copier.read_until(|r| matches!(r, Error { .. })).await);
+    assert_eq!(replies, vec![raw::Reply::error("22P02")]);
+
+    // The copier has its error but has not sent its Sync yet: another client's write.
+    let other = proxy.connect().await;
+    let write = tokio::spawn(async move {
+        tokio::time::timeout(
+            PATIENCE,
+            other.simple_query("INSERT INTO proto_raw_copy_fail VALUES (7)"),
+        )
+        .await
+        .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut out = BytesMut::new();
+    raw::copy_data(&mut out, b"2\n");
+    raw::copy_fail(&mut out, "client gives up");
+    raw::sync(&mut out);
+    copier.send(&out).await;
+    let replies = copier.read_until(|r| matches!(r, Ready(_))).await;
+    assert_eq!(replies, vec![Ready(b'I')], "the copier's Sync is answered");
+    assert_eq!(
+        write.await.expect("join"),
+        Ok(Ok(())),
+        "the other client's write ran once the copier had synced"
+    );
+    let replies = copier
+        .exchange(&{
+            let mut out = BytesMut::new();
+            raw::query(&mut out, "SELECT count(*) FROM proto_raw_copy_fail");
+            out
+        })
+        .await;
+    assert_eq!(raw::rows(&replies), vec![vec![Some("1".to_owned())]]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portals_with_row_limits_inside_a_transaction() {
     let proxy = start("");

@@ -159,7 +159,11 @@ impl Session {
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);
             }
-            Event::CopyIn => self.copy_in = true,
+            Event::CopyIn { extended } => {
+                self.copy_in = true;
+                // Not given back before the client's own Sync reaches this server.
+                h.unsynced |= extended;
+            }
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
             Event::CopyInEnded => self.copy_in = false,
             Event::ParamValues(values) => {

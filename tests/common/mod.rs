@@ -112,7 +112,16 @@ pub fn start_proxy_toml(toml: &str) -> TestProxy {
             let listener = server::bind(&cfg).await.expect("bind");
             let port = listener.local_addr().expect("addr").port();
             tx.send(port).expect("send port");
-            server::serve(Proxy::new(cfg), listener, token).await;
+            let stopped = token.clone();
+            // Sessions get a moment to finish after shutdown, as in `pgroute`'s own main: a
+            // session stuck on a server that never answers fails its test instead of hanging it.
+            tokio::select! {
+                _ = server::serve(Proxy::new(cfg), listener, token) => {}
+                _ = async {
+                    stopped.cancelled().await;
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                } => {}
+            }
         });
         rt.shutdown_timeout(Duration::from_secs(1));
     });

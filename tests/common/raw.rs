@@ -390,3 +390,7 @@ pub fn copy_data(out: &mut BytesMut, data: &[u8]) {
 pub fn copy_done(out: &mut BytesMut) {
     frontend::copy_done(out);
 }
+
+pub fn copy_fail(out: &mut BytesMut, message: &str) {
+    frontend::copy_fail(message, out).expect("CopyFail");
+}

@@ -123,8 +123,11 @@ pub enum Event {
     },
     /// A Close the server skipped after an error: the statement still exists.
     Restore(String, Arc<Statement>),
-    /// The server entered COPY IN: client CopyData goes straight to it.
-    CopyIn,
+    /// The server entered COPY IN: client CopyData goes straight to it. `extended`: the COPY
+    /// was started by an Execute, whose Sync the server ignored, so the connection belongs to
+    /// this client until it sends the Sync that follows CopyDone/CopyFail (after an error the
+    /// server discards everything up to that Sync).
+    CopyIn { extended: bool },
     /// The server left COPY IN (the COPY completed or failed).
     CopyInEnded,
     /// Session parameters as the server reports them after a transaction (None: not set).
@@ -271,8 +274,9 @@ impl Relay {
             }
             if t == tag::COPY_IN {
                 self.copy_in = true;
-                events.push(Event::CopyIn);
-                if front.kind == ExpectKind::Execute {
+                let extended = front.kind == ExpectKind::Execute;
+                events.push(Event::CopyIn { extended });
+                if extended {
                     self.drop_sync_sent_into_copy();
                 }
             }
