@@ -56,7 +56,8 @@ pub enum TxnControl {
     Rollback,
     /// `SAVEPOINT`, `RELEASE [SAVEPOINT]`, `ROLLBACK TO [SAVEPOINT]`.
     Savepoint,
-    /// `SET TRANSACTION …` or `SET SESSION CHARACTERISTICS AS TRANSACTION …`.
+    /// `SET TRANSACTION …` (the session form, `SET SESSION CHARACTERISTICS AS TRANSACTION …`,
+    /// is a change of the `default_transaction_*` parameters).
     SetTransaction {
         /// `READ ONLY` was given.
         read_only: bool,

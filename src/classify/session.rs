@@ -108,16 +108,18 @@ pub(super) fn token_modes(tokens: &StatementTokens<'_>, mut i: usize) -> Option<
 }
 
 /// `SET TRANSACTION …` (`session` false) or `SET SESSION CHARACTERISTICS AS
-/// TRANSACTION …` (`session` true). The session form also changes the
-/// `default_transaction_*` parameters, which are tracked like any `SET`.
+/// TRANSACTION …` (`session` true). The session form only changes the
+/// `default_transaction_*` parameters, tracked like any `SET`.
 pub(super) fn set_transaction(modes: &[TxnMode], session: bool) -> StatementClass {
-    let mut class = StatementClass::txn(TxnControl::SetTransaction {
-        read_only: read_only(modes),
-    });
     if session {
-        class.params = modes.iter().map(characteristic_param).collect();
+        return StatementClass {
+            params: modes.iter().map(characteristic_param).collect(),
+            ..StatementClass::write()
+        };
     }
-    class
+    StatementClass::txn(TxnControl::SetTransaction {
+        read_only: read_only(modes),
+    })
 }
 
 fn characteristic_param(mode: &TxnMode) -> ParamChange {

@@ -763,7 +763,8 @@ fn session_characteristics_set_the_default_transaction_params() {
     let c = classify(
         "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY",
     );
-    assert_eq!(c.txn, Some(TxnControl::SetTransaction { read_only: true }));
+    assert_eq!(c.txn, None);
+    assert!(c.only_session_settings());
     assert_eq!(
         c.params,
         [
@@ -885,13 +886,11 @@ fn set_transaction_forms() {
         set_txn(true),
     );
     assert_txn("SET TRANSACTION SNAPSHOT '000003A1-1'", set_txn(false));
-    assert_txn(
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        set_txn(true),
-    );
+    // The session form changes parameters and controls no transaction.
+    assert_txn("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", None);
     assert_txn(
         "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY DEFERRABLE",
-        set_txn(true),
+        None,
     );
 }
 

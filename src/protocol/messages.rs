@@ -64,6 +64,14 @@ pub fn ready_for_query(out: &mut BytesMut, status: u8) {
     encode(&ReadyForQuery::new(status), out);
 }
 
+/// CommandComplete with `tag` (e.g. `BEGIN`, `SELECT 1`).
+pub fn command_complete(out: &mut BytesMut, tag: &str) {
+    let at = begin(out, b'C');
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(&[0]);
+    finish(out, at);
+}
+
 /// A body-less backend message such as ParseComplete ('1') or CloseComplete ('3').
 pub fn empty(tag: u8) -> Bytes {
     Bytes::copy_from_slice(&[tag, 0, 0, 0, 4])

@@ -89,6 +89,9 @@ pub struct Batch {
     pub complete: bool,
     /// The batch opens a `READ ONLY` transaction (not counted in `target`).
     pub read_only_begin: bool,
+    /// The batch's first statement is `SET TRANSACTION … READ ONLY` (it may open a deferred
+    /// `BEGIN` on a replica).
+    pub starts_read_only: bool,
     /// Every statement in the batch only changes session settings (no data written).
     pub only_settings: bool,
     /// A statement has been noted.
@@ -115,6 +118,9 @@ impl Batch {
 
     fn note(&mut self, class: &Classification) {
         let settings = class.only_session_settings();
+        if !self.noted {
+            self.starts_read_only = starts_read_only(class);
+        }
         self.only_settings = if self.noted {
             self.only_settings && settings
         } else {
@@ -130,6 +136,11 @@ impl Batch {
             self.target = Some(class.target);
         }
     }
+}
+
+/// `SET TRANSACTION … READ ONLY` alone.
+pub fn starts_read_only(class: &Classification) -> bool {
+    class.statements == 1 && class.txn == Some(TxnControl::SetTransaction { read_only: true })
 }
 
 fn malformed(e: crate::protocol::BodyError) -> SessionError {

@@ -300,9 +300,26 @@ impl Session {
             local::answer(self, &sql, &class);
             return Ok(true);
         }
-        let read_only_begin =
-            class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true });
-        let target = self.transaction_target(class.target, read_only_begin);
+        if self.may_defer_begin(&class) {
+            let frame = self.split_client()?;
+            messages::command_complete(&mut self.out, "BEGIN");
+            messages::ready_for_query(&mut self.out, b'T');
+            self.txn = b'T';
+            self.deferred_begin = Some(frame);
+            return Ok(true);
+        }
+        let read_only_begin = class.statements == 1
+            && match class.txn {
+                Some(TxnControl::Begin { read_only }) => {
+                    read_only || params::read_only_by_default(&self.params)
+                }
+                _ => false,
+            };
+        let target = self.transaction_target(
+            class.target,
+            read_only_begin,
+            super::extended::starts_read_only(&class),
+        );
         let decision = self.decide(target, &hints);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
@@ -325,7 +342,11 @@ impl Session {
         to_server: &mut BytesMut,
     ) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
-        let target = self.transaction_target(target, self.batch.read_only_begin);
+        let target = self.transaction_target(
+            target,
+            self.batch.read_only_begin,
+            self.batch.starts_read_only,
+        );
         let decision = self.decide(target, &self.batch.hints);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
@@ -346,16 +367,43 @@ impl Session {
         Ok(true)
     }
 
-    /// `BEGIN READ ONLY` may open its transaction on a replica when configured so; otherwise
-    /// every transaction is the primary's.
-    pub(super) fn transaction_target(&self, target: Target, read_only_begin: bool) -> Target {
+    /// `BEGIN READ ONLY` (or `BEGIN` then `SET TRANSACTION READ ONLY`) may open its transaction
+    /// on a replica when configured so; otherwise every transaction is the primary's.
+    pub(super) fn transaction_target(
+        &self,
+        target: Target,
+        read_only_begin: bool,
+        sets_read_only: bool,
+    ) -> Target {
         let to_replica =
             self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica;
+        if self.deferred_begin.is_some() {
+            return if sets_read_only && to_replica {
+                Target::Read
+            } else {
+                Target::Write
+            };
+        }
         match (read_only_begin, to_replica) {
             (true, false) => Target::Write,
             (true, true) => Target::Read,
             _ => target,
         }
+    }
+
+    /// A lone `BEGIN` with nothing in flight, when read-only transactions may use replicas:
+    /// pgroute answers it and sends it with the transaction's first statement, so that a
+    /// `SET TRANSACTION READ ONLY` there can still choose a replica.
+    fn may_defer_begin(&self, class: &Classification) -> bool {
+        self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica
+            && class.statements == 1
+            && class.txn == Some(TxnControl::Begin { read_only: false })
+            && !params::read_only_by_default(&self.params)
+            && self.held.is_none()
+            && self.txn == b'I'
+            && self.pins.is_empty()
+            && !self.session_mode
+            && self.batch.is_empty()
     }
 
     /// Sends a routed unit, taking a server connection first if the decision says so. A read
@@ -375,6 +423,11 @@ impl Session {
                 self.refuse_unit(&e, unit.awaits_ready());
                 return;
             }
+        }
+        if let (Some(begin), Some(h)) = (self.deferred_begin.take(), self.held.as_mut()) {
+            // The client already has this BEGIN's replies.
+            to_server.extend_from_slice(&begin);
+            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
         }
         self.encode_unit(&unit, to_server);
         let retryable =

@@ -42,7 +42,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             let cells: Vec<&str> = row.iter().map(String::as_str).collect();
             data_row(out, &cells);
         }
-        command_complete(out, &format!("SELECT {}", rows.len()));
+        messages::command_complete(out, &format!("SELECT {}", rows.len()));
         messages::ready_for_query(out, session.txn);
         return;
     }
@@ -52,7 +52,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             Some(value) => {
                 row_description(out, &[name]);
                 data_row(out, &[&value]);
-                command_complete(out, "SHOW");
+                messages::command_complete(out, "SHOW");
             }
             None => messages::error_response(
                 out,
@@ -80,7 +80,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
                 );
                 break;
             }
-            command_complete(
+            messages::command_complete(
                 out,
                 if matches!(change, ParamChange::Reset { .. }) {
                     "RESET"
@@ -179,13 +179,6 @@ fn data_row(out: &mut bytes::BytesMut, values: &[&str]) {
         out.put_i32(value.len() as i32);
         out.put_slice(value.as_bytes());
     }
-}
-
-fn command_complete(out: &mut bytes::BytesMut, tag: &str) {
-    out.put_u8(b'C');
-    out.put_i32((4 + tag.len() + 1) as i32);
-    out.put_slice(tag.as_bytes());
-    out.put_u8(0);
 }
 
 #[cfg(test)]

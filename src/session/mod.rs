@@ -103,6 +103,10 @@ pub struct Session {
     pins: PinSet,
     session_mode: bool,
     copy_in: bool,
+    /// A lone `BEGIN` answered by pgroute and not sent yet: it goes in front of the
+    /// transaction's first statement, whose node is chosen then (`SET TRANSACTION READ ONLY`
+    /// may take it to a replica).
+    deferred_begin: Option<BytesMut>,
     /// This session's BackendKeyData, and the server connection a cancel would go to.
     cancel: cancel::Handle,
     /// Read-your-writes state.
@@ -230,6 +234,7 @@ async fn login(
         batch: Batch::default(),
         pins: PinSet::EMPTY,
         copy_in: false,
+        deferred_begin: None,
         cancel: cancel::Handle::default(),
         ryw,
     };

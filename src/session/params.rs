@@ -48,6 +48,17 @@ pub fn from_startup(startup: &BTreeMap<String, String>) -> Params {
     params
 }
 
+/// `default_transaction_read_only` is on for this session: a plain `BEGIN` opens a read-only
+/// transaction.
+pub fn read_only_by_default(params: &Params) -> bool {
+    params
+        .get("default_transaction_read_only")
+        .is_some_and(|v| {
+            let v = v.trim_matches('\'').to_ascii_lowercase();
+            matches!(v.as_str(), "on" | "true" | "yes" | "1" | "t" | "y")
+        })
+}
+
 /// `pgroute.*` settings belong to the proxy, not to the servers.
 pub fn is_pgroute(name: &str) -> bool {
     name.len() > 8 && name[..8].eq_ignore_ascii_case("pgroute.")
