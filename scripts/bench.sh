@@ -57,12 +57,14 @@ as_postgres() {
 work=$(mktemp -d "${TMPDIR:-/tmp}/pgroute-bench.XXXXXX")
 chmod 755 "$work"
 demo_pid=""
+solo_pid=""
 bench_pid=""
 bouncer_pidfile="$work/pgbouncer/pgbouncer.pid"
 
 cleanup() {
     local status=$? i
     if [ -n "$bench_pid" ]; then kill -TERM "$bench_pid" 2>/dev/null || true; fi
+    if [ -n "$solo_pid" ]; then kill -TERM "$solo_pid" 2>/dev/null || true; fi
     if [ -f "$bouncer_pidfile" ]; then
         kill -TERM "$(cat "$bouncer_pidfile")" 2>/dev/null || true
     fi
@@ -189,6 +191,27 @@ EOF
         die "cannot query through pgbouncer: see $dir/pgbouncer.log"
 }
 
+# A second pgroute in front of the primary alone: the proxy's own overhead, on the same terms as
+# pgbouncer (the demo's pgroute sends reads to the replicas, which here share the same cores).
+start_solo() {
+    local port waited=0
+    port=$(free_port)
+    printf 'listen = "127.0.0.1:%s"\n[[users]]\nname = "app"\npassword = "app-secret"\n' "$port" \
+        >"$work/solo.toml"
+    printf '[[nodes]]\nname = "primary"\naddr = "%s"\nrole = "primary"\n' "$primary_addr" \
+        >>"$work/solo.toml"
+    step "Starting a second pgroute on 127.0.0.1:$port in front of the primary only"
+    "$PGROUTE_BIN" --config "$work/solo.toml" >"$work/solo.log" 2>&1 &
+    solo_pid=$!
+    until psql -X -A -t -h 127.0.0.1 -p "$port" -c "SELECT 1" >/dev/null 2>&1; do
+        kill -0 "$solo_pid" 2>/dev/null || die "pgroute (primary only) exited: see $work/solo.log"
+        [ "$waited" -ge 100 ] && die "pgroute (primary only) not ready within 10s"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    solo_addr=127.0.0.1:$port
+}
+
 modes=("select-only simple" "select-only extended" "select-only prepared" "tpcb-like simple" "tpcb-like prepared")
 
 mode_args() {
@@ -234,19 +257,24 @@ summarize() {
 }
 
 print_table() {
-    local mode d p b df pf bf failures
-    printf '%-22s %12s %12s %8s %12s %8s  %s\n' mode direct-tps pgroute-tps ratio pgbouncer-tps ratio failures
+    local mode d p s b df pf sf bf failures
+    printf '%-22s %11s %11s %6s %11s %6s %11s %6s  %s\n' mode direct-tps pgroute-tps ratio \
+        pg-solo-tps ratio bouncer-tps ratio failures
     for mode in "${modes[@]}"; do
         read -r d df <<<"$(summarize "$mode" direct)"
         read -r p pf <<<"$(summarize "$mode" pgroute)"
+        read -r s sf <<<"$(summarize "$mode" solo)"
         read -r b bf <<<"$(summarize "$mode" pgbouncer)"
         failures=""
         [ "$df" != "-" ] && [ "$df" -gt 0 ] && failures+=" direct:$df"
         [ "$pf" != "-" ] && [ "$pf" -gt 0 ] && failures+=" pgroute:$pf"
+        [ "$sf" != "-" ] && [ "$sf" -gt 0 ] && failures+=" solo:$sf"
         [ "$bf" != "-" ] && [ "$bf" -gt 0 ] && failures+=" pgbouncer:$bf"
-        printf '%-22s %12s %12s %8s %12s %8s  %s\n' "$mode" "$d" "$p" "$(ratio "$p" "$d")" \
-            "$b" "$(ratio "$b" "$d")" "${failures:+!! FAILED}${failures:-0}"
+        printf '%-22s %11s %11s %6s %11s %6s %11s %6s  %s\n' "$mode" "$d" "$p" "$(ratio "$p" "$d")" \
+            "$s" "$(ratio "$s" "$d")" "$b" "$(ratio "$b" "$d")" "${failures:+!! FAILED}${failures:-0}"
     done
+    echo "# pgroute: the demo's, reads on the replicas; pg-solo: pgroute in front of the primary"
+    echo "# only (the proxy's own cost, on pgbouncer's terms); ratios are to direct."
     echo "# tps: median over the rounds that reported one; failures: failed transactions +"
     echo "# aborted clients, summed over the rounds (pgbouncer < 1.21 cannot run -M prepared in"
     echo "# transaction pooling)."
@@ -266,7 +294,8 @@ main() {
     init_data
     bouncer_port=""
     start_pgbouncer
-    targets=("direct $primary_addr" "pgroute $proxy_addr")
+    start_solo
+    targets=("direct $primary_addr" "pgroute $proxy_addr" "solo $solo_addr")
     [ -n "$bouncer_port" ] && targets+=("pgbouncer 127.0.0.1:$bouncer_port")
     step "Benchmark: $ROUNDS rounds x ${#modes[@]} modes x ${#targets[@]} targets, ${DURATION}s each, $CLIENTS clients"
     for round in $(seq 1 "$ROUNDS"); do

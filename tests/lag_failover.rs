@@ -503,7 +503,16 @@ async fn when_all_replicas_lag_each_policy_routes_reads_its_way() {
             "\"least_lagged\": a read goes to the less lagging replica 2"
         );
     }
-    // "primary" (the default): every read on the primary.
+    // "primary" (the default): every read on the primary, once this pgroute's own monitor has
+    // seen replica 2 lag too (each pgroute samples on its own clock, and the "error" one was
+    // only waited for).
+    poll_until("\"primary\": reads on the primary", SETTLE, || async {
+        match try_read(&to_primary).await {
+            Ok(ran_on) if ran_on == (p0, false) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     for _ in 0..20 {
         let ran_on = read(&to_primary).await;
         assert_eq!(

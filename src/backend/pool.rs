@@ -38,10 +38,14 @@ impl Pool {
     /// Takes an idle connection or opens a new one, waiting at most `checkout_timeout` for room.
     pub async fn acquire(self: &Arc<Self>) -> Result<PooledConn, BackendError> {
         let wait = self.settings.checkout_timeout;
-        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| BackendError::PoolTimeout(wait))?
-            .map_err(|_| BackendError::PoolTimeout(wait))?;
+        // The common case needs no timer.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| BackendError::PoolTimeout(wait))?
+                .map_err(|_| BackendError::PoolTimeout(wait))?,
+        };
         let conn = match self.take_idle() {
             Some(conn) => conn,
             None => self.connect().await?,

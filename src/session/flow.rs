@@ -10,7 +10,7 @@ use super::cancel;
 use super::extended::{Encoder, ExtMsg};
 use super::local;
 use super::params;
-use super::relay::{Expect, ExpectKind, Relay};
+use super::relay::{Expect, ExpectKind};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target, TxnControl};
@@ -82,9 +82,11 @@ impl Session {
                 None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
                 Some(h) => {
                     let server = &mut *h.conn;
+                    // Biased (no random start per poll): the server's replies first.
                     tokio::select! {
-                        r = self.client.read_buf(&mut self.cbuf), if !blocked => Input::Client(r),
+                        biased;
                         r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
+                        r = self.client.read_buf(&mut self.cbuf), if !blocked => Input::Client(r),
                     }
                 }
             };
@@ -503,7 +505,7 @@ impl Session {
             let node = route.node();
             match self.pools[node].acquire().await {
                 Ok(mut conn) => {
-                    let mut relay = Relay::default();
+                    let mut relay = std::mem::take(&mut self.spare_relay).reset();
                     if let Some(sql) = params::sync_sql(&self.params, &conn.session_params) {
                         messages::query(to_server, &sql);
                         relay.expects.push_back(Expect::hidden(ExpectKind::Query));
@@ -559,17 +561,20 @@ impl Session {
             nv.replay_lsn.unwrap_or(0) >= min_lsn && max_lag.is_none_or(|m| nv.lag_time <= m)
         };
         let max_wait = self.proxy.config.consistency.max_wait;
-        let deadline = Instant::now() + max_wait;
+        // Read only once waiting could help: most reads never look at the clock here.
+        let mut deadline = None;
         loop {
             // Register for the next view before looking at this one, so no update is missed.
             let changed = self.proxy.cluster.changed();
             let route = router.route(Target::Read, excluded, &usable, traits.executes)?;
             let waiting_helps = min_lsn > 0 && matches!(route, Route::Primary(_));
+            if !waiting_helps {
+                return Ok(route);
+            }
             let now = Instant::now();
-            if !waiting_helps || now >= deadline {
-                if waiting_helps {
-                    tracing::debug!(reason = "primary:ryw", min_lsn, "read routed");
-                }
+            let deadline = *deadline.get_or_insert(now + max_wait);
+            if now >= deadline {
+                tracing::debug!(reason = "primary:ryw", min_lsn, "read routed");
                 return Ok(route);
             }
             let _ = tokio::time::timeout(deadline - now, changed).await;

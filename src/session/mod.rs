@@ -107,6 +107,8 @@ pub struct Session {
     /// transaction's first statement, whose node is chosen then (`SET TRANSACTION READ ONLY`
     /// may take it to a replica).
     deferred_begin: Option<BytesMut>,
+    /// The last connection's relay, reused for the next one (its buffers stay allocated).
+    spare_relay: Relay,
     /// This session's BackendKeyData, and the server connection a cancel would go to.
     cancel: cancel::Handle,
     /// Read-your-writes state.
@@ -235,6 +237,7 @@ async fn login(
         pins: PinSet::EMPTY,
         copy_in: false,
         deferred_begin: None,
+        spare_relay: Relay::default(),
         cancel: cancel::Handle::default(),
         ryw,
     };

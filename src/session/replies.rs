@@ -199,6 +199,8 @@ impl Session {
         };
         if done {
             if let Some(h) = self.held.take() {
+                // Kept for the next connection's replies: no allocation per transaction.
+                self.spare_relay = h.relay;
                 h.conn.release();
             }
             self.unnamed_on_held = false;

@@ -5,12 +5,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::statements::Statement;
 use crate::classify::Classification;
 use crate::monitor::view::{parse_lsn, Lsn};
-use crate::protocol::{messages, split_frame, tag, FrameError};
+use crate::protocol::{frame_len, messages, tag, FrameError};
 
 /// What one frontend message will be answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +158,15 @@ pub enum RelayError {
 }
 
 impl Relay {
+    /// This relay with nothing expected or held, its storage kept for reuse.
+    pub fn reset(mut self) -> Self {
+        self.expects.clear();
+        self.held.clear();
+        self.holding = false;
+        self.copy_in = false;
+        self
+    }
+
     pub fn is_idle(&self) -> bool {
         self.expects.is_empty()
     }
@@ -172,22 +181,35 @@ impl Relay {
         events: &mut Vec<Event>,
     ) -> Result<bool, RelayError> {
         let mut replied = false;
-        while let Some(frame) = split_frame(buf)? {
+        // Frames are read where they lie and the buffer advanced once: no per-frame split.
+        let mut at = 0;
+        let result = loop {
+            let len = match frame_len(&buf[at..]) {
+                Ok(Some(len)) => len,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(RelayError::from(e)),
+            };
+            let frame = &buf[at..at + len];
+            at += len;
             let t = frame[0];
             match t {
                 // Asynchronous messages may come at any time and always reach the client.
                 tag::NOTICE | tag::NOTIFICATION | tag::PARAMETER_STATUS => {
-                    out.extend_from_slice(&frame);
+                    out.extend_from_slice(frame);
                     continue;
                 }
                 _ => {}
             }
             let before = out.len();
-            self.process_one(frame, out, events)?;
+            if let Err(e) = self.process_one(frame, out, events) {
+                break Err(e);
+            }
             self.hold_or_release(out, before, is_prelude(t));
             // Replies to pgroute's own statements produce nothing and do not count.
             replied |= out.len() > before && !self.holding;
-        }
+        };
+        buf.advance(at);
+        result?;
         let before = out.len();
         self.emit_synthetic(out);
         self.hold_or_release(out, before, true);
@@ -205,19 +227,19 @@ impl Relay {
         if !self.holding || out.len() == before {
             return;
         }
-        let produced = out.split_off(before);
-        if prelude {
-            self.held.unsplit(produced);
-        } else {
-            out.unsplit(std::mem::take(&mut self.held));
-            out.unsplit(produced);
+        // Copies, not splits: both buffers keep their storage.
+        self.held.extend_from_slice(&out[before..]);
+        out.truncate(before);
+        if !prelude {
+            out.extend_from_slice(&self.held);
+            self.held.clear();
             self.holding = false;
         }
     }
 
     fn process_one(
         &mut self,
-        frame: BytesMut,
+        frame: &[u8],
         out: &mut BytesMut,
         events: &mut Vec<Event>,
     ) -> Result<(), RelayError> {
@@ -236,12 +258,12 @@ impl Relay {
                 // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
                 // Parse it injected fails for the client's Bind, which must see why.
                 if let Some((ours, theirs)) = &front.rename {
-                    out.extend_from_slice(&messages::rename_in_error(&frame, ours, theirs));
+                    out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
                 } else if front.visible || front.kind == ExpectKind::Parse {
-                    out.extend_from_slice(&frame);
+                    out.extend_from_slice(frame);
                 } else {
                     tracing::warn!(
-                        code = messages::error_code(&frame).unwrap_or(""),
+                        code = messages::error_code(frame).unwrap_or(""),
                         "pgroute's own statement failed on the server"
                     );
                 }
@@ -258,16 +280,16 @@ impl Relay {
                 return Err(RelayError::Unexpected(t as char));
             }
             if front.visible {
-                out.extend_from_slice(&frame);
+                out.extend_from_slice(frame);
             }
             if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
-                let first = columns(&frame).into_iter().next().flatten();
+                let first = columns(frame).into_iter().next().flatten();
                 if let Some(lsn) = first.as_deref().and_then(parse_lsn) {
                     events.push(Event::Lsn(lsn));
                 }
             }
             if let (tag::DATA_ROW, ExpectKind::ReadParams(names)) = (t, &front.kind) {
-                let values = columns(&frame).into_iter().chain(std::iter::repeat(None));
+                let values = columns(frame).into_iter().chain(std::iter::repeat(None));
                 events.push(Event::ParamValues(
                     names.iter().cloned().zip(values).collect(),
                 ));
@@ -281,7 +303,7 @@ impl Relay {
                 }
             }
             if completes {
-                self.complete(t, &frame, events);
+                self.complete(t, frame, events);
             }
         }
         Ok(())
