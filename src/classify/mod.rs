@@ -192,6 +192,19 @@ impl Classification {
             && !self.discard_all
     }
 
+    /// A lone `BEGIN` / `START TRANSACTION`: `Some(read_only)`, else None.
+    pub fn lone_begin(&self) -> Option<bool> {
+        match self.txn {
+            Some(TxnControl::Begin { read_only }) if self.statements == 1 => Some(read_only),
+            _ => None,
+        }
+    }
+
+    /// A lone `SET TRANSACTION … READ ONLY`.
+    pub fn sets_read_only(&self) -> bool {
+        self.statements == 1 && self.txn == Some(TxnControl::SetTransaction { read_only: true })
+    }
+
     /// Whether running it changes session state the proxy tracks (parameters, pinning,
     /// prepared statements).
     pub fn has_session_effects(&self) -> bool {

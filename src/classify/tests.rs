@@ -874,6 +874,20 @@ fn savepoint_forms() {
 }
 
 #[test]
+fn lone_begin_and_set_transaction_read_only_are_recognised() {
+    assert_eq!(classify("BEGIN").lone_begin(), Some(false));
+    assert_eq!(
+        classify("START TRANSACTION READ ONLY").lone_begin(),
+        Some(true)
+    );
+    assert_eq!(classify("BEGIN; SELECT 1").lone_begin(), None);
+    assert_eq!(classify("COMMIT").lone_begin(), None);
+    assert!(classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY").sets_read_only());
+    assert!(!classify("SET TRANSACTION READ WRITE").sets_read_only());
+    assert!(!classify("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").sets_read_only());
+}
+
+#[test]
 fn set_transaction_forms() {
     let set_txn = |read_only| Some(TxnControl::SetTransaction { read_only });
     assert_txn("SET TRANSACTION READ ONLY", set_txn(true));

@@ -195,7 +195,11 @@ impl Router {
         } else {
             self.tick.load(Ordering::Relaxed)
         };
-        let random = rand::random();
+        let random = if self.balance == Balance::Random {
+            rand::random()
+        } else {
+            0
+        };
         if let Some(node) = pick_replica(&cands, self.balance, tick, random) {
             if counts {
                 self.cluster.nodes[node].set_last_served(tick + 1);

@@ -12,7 +12,7 @@ use super::relay::{Expect, ExpectKind};
 use super::statements::Statement;
 use super::{Session, SessionError};
 use crate::backend::ServerConn;
-use crate::classify::{Classification, Target, TxnControl};
+use crate::classify::{Classification, Target};
 use crate::consistency::{parse_hints, Hints};
 use crate::protocol::{messages, Body};
 
@@ -87,8 +87,8 @@ pub struct Batch {
     pub target: Option<Target>,
     /// Ends with Sync (or Flush): ready to dispatch.
     pub complete: bool,
-    /// The batch opens a `READ ONLY` transaction (not counted in `target`).
-    pub read_only_begin: bool,
+    /// The batch has a lone `BEGIN` (`Some(true)`: `READ ONLY`, not counted in `target`).
+    pub begin: Option<bool>,
     /// The batch's first statement is `SET TRANSACTION … READ ONLY` (it may open a deferred
     /// `BEGIN` on a replica).
     pub starts_read_only: bool,
@@ -119,7 +119,7 @@ impl Batch {
     fn note(&mut self, class: &Classification) {
         let settings = class.only_session_settings();
         if !self.noted {
-            self.starts_read_only = starts_read_only(class);
+            self.starts_read_only = class.sets_read_only();
         }
         self.only_settings = if self.noted {
             self.only_settings && settings
@@ -127,20 +127,17 @@ impl Batch {
             settings
         };
         self.noted = true;
-        if class.statements == 1 && class.txn == Some(TxnControl::Begin { read_only: true }) {
-            // Routed by `routing.read_only_transactions` when the batch is dispatched.
-            self.read_only_begin = true;
-            return;
+        if let Some(read_only) = class.lone_begin() {
+            self.begin = Some(read_only || self.begin == Some(true));
+            if read_only {
+                // Routed by `routing.read_only_transactions` when the batch is dispatched.
+                return;
+            }
         }
         if self.target != Some(Target::Write) {
             self.target = Some(class.target);
         }
     }
-}
-
-/// `SET TRANSACTION … READ ONLY` alone.
-pub fn starts_read_only(class: &Classification) -> bool {
-    class.statements == 1 && class.txn == Some(TxnControl::SetTransaction { read_only: true })
 }
 
 fn malformed(e: crate::protocol::BodyError) -> SessionError {

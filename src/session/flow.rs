@@ -13,7 +13,7 @@ use super::params;
 use super::relay::{Expect, ExpectKind};
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
-use crate::classify::{Classification, Target, TxnControl};
+use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
 use crate::consistency::{parse_hints, Hints, ReadPolicy};
 use crate::monitor::view::NodeView;
@@ -310,18 +310,8 @@ impl Session {
             self.deferred_begin = Some(frame);
             return Ok(true);
         }
-        let read_only_begin = class.statements == 1
-            && match class.txn {
-                Some(TxnControl::Begin { read_only }) => {
-                    read_only || params::read_only_by_default(&self.params)
-                }
-                _ => false,
-            };
-        let target = self.transaction_target(
-            class.target,
-            read_only_begin,
-            super::extended::starts_read_only(&class),
-        );
+        let target =
+            self.transaction_target(class.target, class.lone_begin(), class.sets_read_only());
         let decision = self.decide(target, &hints);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
@@ -344,11 +334,7 @@ impl Session {
         to_server: &mut BytesMut,
     ) -> Result<bool, SessionError> {
         let target = self.batch.target.unwrap_or(Target::Read);
-        let target = self.transaction_target(
-            target,
-            self.batch.read_only_begin,
-            self.batch.starts_read_only,
-        );
+        let target = self.transaction_target(target, self.batch.begin, self.batch.starts_read_only);
         let decision = self.decide(target, &self.batch.hints);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
@@ -369,12 +355,14 @@ impl Session {
         Ok(true)
     }
 
-    /// `BEGIN READ ONLY` (or `BEGIN` then `SET TRANSACTION READ ONLY`) may open its transaction
-    /// on a replica when configured so; otherwise every transaction is the primary's.
+    /// A read-only transaction (`BEGIN READ ONLY`, a `BEGIN` under
+    /// `default_transaction_read_only`, or `BEGIN` then `SET TRANSACTION READ ONLY`) may open on
+    /// a replica when configured so; otherwise every transaction is the primary's. `begin`: the
+    /// unit has a lone `BEGIN`, `Some(true)` when it says `READ ONLY`.
     pub(super) fn transaction_target(
         &self,
         target: Target,
-        read_only_begin: bool,
+        begin: Option<bool>,
         sets_read_only: bool,
     ) -> Target {
         let to_replica =
@@ -386,6 +374,8 @@ impl Session {
                 Target::Write
             };
         }
+        let read_only_begin =
+            begin.is_some_and(|read_only| read_only || params::read_only_by_default(&self.params));
         match (read_only_begin, to_replica) {
             (true, false) => Target::Write,
             (true, true) => Target::Read,
@@ -398,8 +388,7 @@ impl Session {
     /// `SET TRANSACTION READ ONLY` there can still choose a replica.
     fn may_defer_begin(&self, class: &Classification) -> bool {
         self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica
-            && class.statements == 1
-            && class.txn == Some(TxnControl::Begin { read_only: false })
+            && class.lone_begin() == Some(false)
             && !params::read_only_by_default(&self.params)
             && self.held.is_none()
             && self.txn == b'I'
