@@ -27,6 +27,7 @@ pub mod consistency;
 pub mod demo;
 pub mod monitor;
 pub mod protocol;
+pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod session;

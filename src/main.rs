@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use pgroute::server::{self, Proxy};
+use pgroute::proxy::Proxy;
+use pgroute::server;
 use pgroute::{config, testbed};
 
 /// PostgreSQL read/write routing proxy: writes to the primary, reads to lag-free replicas.

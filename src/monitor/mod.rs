@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 use view::{
     observe_primary, parse_lsn, ClusterView, LagLimits, LsnHistory, NodeView, Primary, Sample,
 };

@@ -1,10 +1,8 @@
-//! Accepting clients: the listener, the connection limit, and draining on shutdown. Also the
-//! process-wide state every session shares ([`Proxy`]).
+//! Accepting clients: the listener, the connection limit, and draining on shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,63 +13,10 @@ use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::pool::PoolSettings;
-use crate::backend::{Cluster, Pools};
-use crate::config::{Config, UserConfig};
+use crate::config::Config;
 use crate::protocol::messages::{self, Severity};
-use crate::router::Router;
-use crate::session::startup::ScramSecret;
-use crate::session::statements::{ClassCache, Registry};
-use crate::session::{self, cancel};
-
-/// Distinct statement texts whose classification is kept.
-const CLASS_CACHE_SIZE: usize = 10_000;
-
-/// State shared by every session.
-pub struct Proxy {
-    pub config: Arc<Config>,
-    pub cluster: Arc<Cluster>,
-    pub router: Router,
-    pub pools: Pools,
-    pub registry: Registry,
-    pub classes: ClassCache,
-    pub cancels: Arc<cancel::Registry>,
-    scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
-}
-
-impl Proxy {
-    pub fn new(config: Config) -> Arc<Self> {
-        let cluster = Arc::new(Cluster::from_config(&config));
-        let settings = PoolSettings {
-            max_size: config.pool.max_size,
-            connect_timeout: config.pool.connect_timeout,
-            checkout_timeout: config.pool.checkout_timeout,
-            idle_timeout: config.pool.idle_timeout,
-        };
-        Arc::new(Proxy {
-            router: Router::new(
-                cluster.clone(),
-                config.routing.balance,
-                config.lag.when_all_lagging,
-            ),
-            cluster,
-            pools: Pools::new(settings),
-            registry: Registry::default(),
-            classes: ClassCache::new(CLASS_CACHE_SIZE),
-            cancels: Arc::new(cancel::Registry::default()),
-            scram: Mutex::new(HashMap::new()),
-            config: Arc::new(config),
-        })
-    }
-
-    /// The user's SCRAM secret, derived once (PBKDF2 is deliberately slow).
-    pub fn scram_secret(&self, user: &UserConfig) -> Arc<ScramSecret> {
-        let mut map = self.scram.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(user.name.clone())
-            .or_insert_with(|| Arc::new(ScramSecret::new(&user.password)))
-            .clone()
-    }
-}
+use crate::proxy::Proxy;
+use crate::session;
 
 /// Binds the configured listen address.
 pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {

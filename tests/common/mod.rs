@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgroute::server::{self, Proxy};
+use pgroute::proxy::Proxy;
+use pgroute::server;
 use pgroute::testbed::{Cluster, ClusterOptions};
 use tokio_util::sync::CancellationToken;
 
