@@ -158,6 +158,9 @@ pub struct Classification {
     /// Every statement was understood, by sqlparser or by the keyword
     /// fallback. When false, `target` is `Write`.
     pub parsed: bool,
+    /// The text is one `DEALLOCATE [PREPARE] name` (not `ALL`): that name, case-folded as
+    /// PostgreSQL folds identifiers.
+    pub deallocate: Option<String>,
 }
 
 /// Classify one query string (one or more `;`-separated statements).
@@ -225,6 +228,7 @@ impl Classification {
             discard_all: false,
             statements: 0,
             parsed: true,
+            deallocate: None,
         }
     }
 
@@ -248,6 +252,11 @@ impl Classification {
         self.pin = self.pin.or(class.pin);
         self.releases = self.releases.union(class.releases);
         self.discard_all |= class.discard_all;
+        self.deallocate = if self.statements == 0 {
+            class.deallocate
+        } else {
+            None
+        };
         self.statements += 1;
         self.parsed &= class.understood;
     }
@@ -264,6 +273,8 @@ struct StatementClass {
     pin: Option<PinReason>,
     releases: PinSet,
     discard_all: bool,
+    /// `DEALLOCATE name` (not `ALL`): the statement name, case-folded as PostgreSQL does.
+    deallocate: Option<String>,
 }
 
 impl StatementClass {

@@ -98,6 +98,10 @@ fn session_state(statement: &Statement) -> Option<StatementClass> {
         },
         Statement::Deallocate { name, .. } => StatementClass {
             releases: release_if(is_bare(name, "all"), PinReason::SqlPrepare),
+            deallocate: (!is_bare(name, "all")).then(|| match name.quote_style {
+                Some(_) => name.value.clone(),
+                None => name.value.to_lowercase(),
+            }),
             ..StatementClass::write()
         },
         Statement::Prepare { .. } => StatementClass::pinned(PinReason::SqlPrepare),

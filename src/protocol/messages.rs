@@ -171,6 +171,13 @@ pub fn error_code(frame: &[u8]) -> Option<&str> {
     error_field(frame, b'C')
 }
 
+/// Whether an ErrorResponse frame is FATAL or PANIC: the server closes the connection after it.
+/// (`V` is the severity never localized; servers before 9.6 send only `S`.)
+pub fn is_fatal(frame: &[u8]) -> bool {
+    let severity = error_field(frame, b'V').or_else(|| error_field(frame, b'S'));
+    matches!(severity, Some("FATAL" | "PANIC"))
+}
+
 /// Reads the message of an ErrorResponse frame.
 pub fn error_message(frame: &[u8]) -> Option<&str> {
     error_field(frame, b'M')

@@ -276,6 +276,8 @@ pub struct Encoder<'a> {
     pub expects: &'a mut VecDeque<Expect>,
     /// The unnamed statement, if it must be re-parsed before use on this connection.
     pub unnamed: Option<&'a Unnamed>,
+    /// COPY data was written since the last Execute (a Sync after it may be ambiguous).
+    pub copy_data: bool,
 }
 
 impl Encoder<'_> {
@@ -308,8 +310,15 @@ impl Encoder<'_> {
                 e.rename = self.rewrite(frame, stmt, false);
                 self.expects.push_back(e);
             }
-            ExtMsg::Forward { frame, kind } => self.forward(frame, kind.clone()),
+            ExtMsg::Forward { frame, kind } => {
+                self.copy_data |= frame.first() == Some(&b'd');
+                self.forward(frame, kind.clone());
+                if let (Some(ExpectKind::Sync), Some(e)) = (kind, self.expects.back_mut()) {
+                    e.after_copy_data = self.copy_data;
+                }
+            }
             ExtMsg::Execute { frame, class } => {
+                self.copy_data = false;
                 self.out.extend_from_slice(frame);
                 let mut e = Expect::new(ExpectKind::Execute);
                 e.class = class.clone();

@@ -11,6 +11,7 @@ use super::extended::{Encoder, ExtMsg};
 use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
+use super::state::Copy;
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
@@ -64,6 +65,9 @@ impl Refusal {
     }
 }
 
+/// Client bytes read ahead while a unit waits for the held connection.
+const BLOCKED_READ_LIMIT: usize = 1 << 20;
+
 /// Outcome of reading from whichever side spoke first.
 enum Input {
     Client(std::io::Result<usize>),
@@ -78,6 +82,9 @@ impl Session {
             if terminate {
                 return Ok(());
             }
+            // While a unit waits, the client is still read (up to a bound), so that a client
+            // that goes away is noticed whatever the server is doing.
+            let read_client = !blocked || self.cbuf.len() < BLOCKED_READ_LIMIT;
             let input = match self.held.as_mut() {
                 None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
                 Some(h) => {
@@ -86,7 +93,7 @@ impl Session {
                     tokio::select! {
                         biased;
                         r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
-                        r = self.client.read_buf(&mut self.cbuf), if !blocked => Input::Client(r),
+                        r = self.client.read_buf(&mut self.cbuf), if read_client => Input::Client(r),
                     }
                 }
             };
@@ -97,6 +104,12 @@ impl Session {
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data().await?,
+            }
+            if self.fatal {
+                // The server ended the connection with a FATAL the client now has: PostgreSQL
+                // closes the client's connection right after it, and so does pgroute.
+                self.flush_client().await?;
+                return Err(SessionError::ServerClosed);
             }
         }
     }
@@ -149,21 +162,30 @@ impl Session {
             else {
                 return Ok((false, false));
             };
+            if self.state.copy != Copy::None && self.held.is_some() {
+                // COPY FROM STDIN takes every client message, whatever it is.
+                let frame = self.split_client()?;
+                if frame[0] == b'X' {
+                    return Ok((false, true));
+                }
+                self.forward_during_copy(frame, to_server);
+                continue;
+            }
             match self.cbuf[0] {
-                b'Q' => {
+                t @ (b'Q' | b'F') => {
                     if !self.batch.is_empty() {
                         // A Query after extended messages without Sync: send those first.
                         self.batch.complete = true;
                         continue;
                     }
-                    if !self.dispatch_query(to_server).await? {
+                    let sent = if t == b'Q' {
+                        self.dispatch_query(to_server).await?
+                    } else {
+                        self.dispatch_call(to_server).await?
+                    };
+                    if !sent {
                         return Ok((true, false));
                     }
-                }
-                // Ignored by the server during copy-in, so no reply is expected for them.
-                b'S' | b'H' if self.copy_in && self.held.is_some() => {
-                    let frame = self.split_client()?;
-                    to_server.extend_from_slice(&frame);
                 }
                 b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
                     let frame = self.split_client()?;
@@ -171,20 +193,7 @@ impl Session {
                 }
                 b'd' | b'c' | b'f' => {
                     let frame = self.split_client()?;
-                    // A client may send COPY data right behind its COPY statement, before the
-                    // server's CopyInResponse: it goes to the connection running that statement.
-                    // Outside COPY the server ignores these ("Accept but ignore these messages,
-                    // per protocol spec"); with no statement in flight they are dropped here.
-                    let busy = self
-                        .held
-                        .as_ref()
-                        .is_some_and(|h| self.copy_in || !h.relay.is_idle());
-                    if busy {
-                        to_server.extend_from_slice(&frame);
-                        if frame[0] != b'd' {
-                            self.copy_in = false;
-                        }
-                    }
+                    self.copy_message(frame, to_server);
                 }
                 b'X' => return Ok((false, true)),
                 t => {
@@ -204,14 +213,14 @@ impl Session {
     }
 
     /// True when the unit has to wait; for `Resync`, sends the hidden Sync that ends the wait.
-    fn must_wait(&mut self, decision: &Decision, to_server: &mut BytesMut) -> bool {
+    pub(super) fn must_wait(&mut self, decision: &Decision, to_server: &mut BytesMut) -> bool {
         match decision {
             Decision::Wait => true,
             Decision::Resync => {
                 if let Some(h) = self.held.as_mut() {
                     postgres_protocol::message::frontend::sync(to_server);
                     h.relay.expects.push_back(Expect::hidden(ExpectKind::Sync));
-                    h.unsynced = false;
+                    self.state.awaiting_sync = false;
                 }
                 true
             }
@@ -224,12 +233,15 @@ impl Session {
         let Some(h) = &self.held else {
             return Decision::Acquire;
         };
-        if h.unsynced && target == Target::Write && matches!(h.route, Route::Replica(_)) {
+        if self.state.awaiting_sync
+            && target == Target::Write
+            && matches!(h.route, Route::Replica(_))
+        {
             // A write after a Flush-ended batch on a replica: close that sequence with a Sync
             // of pgroute's own, then route the write afresh.
             return Decision::Resync;
         }
-        if self.txn != b'I' || !self.pins.is_empty() || self.session_mode || h.unsynced {
+        if self.state.keeps_connection() {
             return Decision::Held;
         }
         // Pipelined behind unfinished work outside a transaction.
@@ -292,9 +304,9 @@ impl Session {
         } else {
             Hints::default()
         };
-        if local::answers(sql, &class) {
-            // SET/SHOW of pgroute's own settings: answered here, in order with other replies.
-            if self.held.is_some() {
+        if local::answers(sql, &class) || self.deallocates_own(&class) {
+            // Answered here, in order with other replies: wait for those still due.
+            if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
                 return Ok(false);
             }
             let sql = sql.to_owned();
@@ -306,8 +318,7 @@ impl Session {
             let frame = self.split_client()?;
             messages::command_complete(&mut self.out, "BEGIN");
             messages::ready_for_query(&mut self.out, b'T');
-            self.txn = b'T';
-            self.deferred_begin = Some(frame);
+            self.state.defer_begin(frame);
             return Ok(true);
         }
         let target =
@@ -367,7 +378,7 @@ impl Session {
     ) -> Target {
         let to_replica =
             self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica;
-        if self.deferred_begin.is_some() {
+        if self.state.has_deferred_begin() {
             return if sets_read_only && to_replica {
                 Target::Read
             } else {
@@ -390,11 +401,9 @@ impl Session {
         self.proxy.config.routing.read_only_transactions == ReadOnlyTxnRoute::Replica
             && class.lone_begin() == Some(false)
             && !params::read_only_by_default(&self.params)
-            && self.held.is_none()
-            && self.txn == b'I'
-            && self.pins.is_empty()
-            && !self.session_mode
-            && self.batch.is_empty()
+            && self
+                .state
+                .may_defer_begin(self.held.is_some(), self.batch.is_empty())
     }
 
     /// Sends a routed unit, taking a server connection first if the decision says so. A read
@@ -415,18 +424,18 @@ impl Session {
                 return;
             }
         }
-        if let (Some(begin), Some(h)) = (self.deferred_begin.take(), self.held.as_mut()) {
+        if let (true, Some(h)) = (self.state.has_deferred_begin(), self.held.as_mut()) {
+            let begin = self.state.take_deferred_begin().unwrap_or_default();
             // The client already has this BEGIN's replies.
             to_server.extend_from_slice(&begin);
             h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
         }
         self.encode_unit(&unit, to_server);
-        let retryable =
-            fresh && traits.target == Target::Read && self.txn == b'I' && self.pins.is_empty();
+        let retryable = fresh && traits.target == Target::Read && self.state.retry_allowed();
         let synced = unit.awaits_ready();
         if let Some(h) = self.held.as_mut() {
             // Until its Sync, an extended-query sequence belongs to this connection.
-            h.unsynced = !synced;
+            self.state.on_unit_sent(synced);
             h.wrote |= traits.writes_data && matches!(h.route, Route::Primary(_));
             // Only a unit ending in Sync: after a Flush the client waits for exactly the replies
             // that would be held back.
@@ -451,6 +460,7 @@ impl Session {
                 h.relay.expects.push_back(expect);
                 // "the unnamed prepared statement … is destroyed by a simple Query"
                 self.unnamed_on_held = false;
+                self.state.copy_data_sent = false;
             }
             Unit::Batch(msgs) => {
                 let unnamed = if self.unnamed_on_held {
@@ -464,6 +474,7 @@ impl Session {
                     out: to_server,
                     expects: &mut h.relay.expects,
                     unnamed,
+                    copy_data: self.state.copy_data_sent,
                 };
                 let mut parsed_unnamed = false;
                 for msg in msgs {
@@ -471,6 +482,7 @@ impl Session {
                     enc.encode(msg);
                 }
                 let injected = had_unnamed && enc.unnamed.is_none();
+                self.state.copy_data_sent = enc.copy_data;
                 self.unnamed_on_held |= parsed_unnamed || injected;
             }
         }
@@ -505,6 +517,7 @@ impl Session {
                         pid: conn.backend_pid,
                         secret: conn.backend_secret,
                     }));
+                    relay.set_pids(conn.backend_pid, self.cancel.key().0);
                     tracing::trace!(node = %conn.node().name, ?target, "routed");
                     self.held = Some(Held {
                         conn,
@@ -512,7 +525,6 @@ impl Session {
                         relay,
                         retry: None,
                         wrote: false,
-                        unsynced: false,
                     });
                     return Ok(());
                 }
@@ -536,7 +548,7 @@ impl Session {
     ) -> Result<Route, RouteError> {
         let router = &self.proxy.router;
         let hints = &traits.hints;
-        if self.session_mode || traits.target == Target::Write {
+        if self.state.session_mode || traits.target == Target::Write {
             return router.primary().map(Route::Primary);
         }
         let (min_lsn, max_lag) = match self.ryw.read_policy(hints, Instant::now()) {
@@ -575,7 +587,7 @@ impl Session {
         let msg = format!("pgroute: {}", e.message());
         messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
         if ready {
-            messages::ready_for_query(&mut self.out, self.txn);
+            messages::ready_for_query(&mut self.out, self.state.txn.byte());
         }
     }
 }
@@ -583,12 +595,12 @@ impl Session {
 /// What routing needs to know about a unit.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Traits {
-    target: Target,
+    pub(super) target: Target,
     /// Not just session settings: a write read-your-writes must account for.
-    writes_data: bool,
+    pub(super) writes_data: bool,
     /// The unit runs a statement (a batch of only Parse/Describe does not).
-    executes: bool,
-    hints: Hints,
+    pub(super) executes: bool,
+    pub(super) hints: Hints,
 }
 
 /// A read to send again after its server failed before answering.

@@ -5,6 +5,7 @@ use bytes::BufMut;
 use tokio_postgres::error::SqlState;
 
 use super::params::is_pgroute;
+use super::state::TxnStatus;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
@@ -32,8 +33,28 @@ pub fn answers(sql: &str, class: &Classification) -> bool {
         })
 }
 
-/// Replies to a statement [`answers`] accepted.
+impl Session {
+    /// `DEALLOCATE name` of a statement the client prepared with the extended protocol: on the
+    /// servers it has pgroute's name, so the session forgets it here (PostgreSQL's semantics:
+    /// the name is free again at once, even inside a transaction). In a failed transaction the
+    /// server is asked, so the client gets PostgreSQL's own 25P02.
+    pub(super) fn deallocates_own(&self, class: &Classification) -> bool {
+        class
+            .deallocate
+            .as_deref()
+            .is_some_and(|name| !name.is_empty() && self.statements.contains_key(name))
+            && self.state.txn != TxnStatus::Failed
+    }
+}
+
+/// Replies to a statement [`answers`] or [`Session::deallocates_own`] accepted.
 pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
+    if let Some(name) = class.deallocate.as_deref() {
+        session.statements.remove(name);
+        messages::command_complete(&mut session.out, "DEALLOCATE");
+        messages::ready_for_query(&mut session.out, session.state.txn.byte());
+        return;
+    }
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
         let rows = node_rows(session);
         let out = &mut session.out;
@@ -43,7 +64,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             data_row(out, &cells);
         }
         messages::command_complete(out, &format!("SELECT {}", rows.len()));
-        messages::ready_for_query(out, session.txn);
+        messages::ready_for_query(out, session.state.txn.byte());
         return;
     }
     let out = &mut session.out;
@@ -90,7 +111,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             );
         }
     }
-    messages::ready_for_query(out, session.txn);
+    messages::ready_for_query(out, session.state.txn.byte());
 }
 
 /// Applies `pgroute.*` changes that reached a server inside a larger statement or through the

@@ -3,6 +3,7 @@
 //! pooled server connection and relays the replies until the connection can go back to the pool.
 
 pub mod cancel;
+mod copy;
 mod extended;
 mod flow;
 mod local;
@@ -10,6 +11,7 @@ mod params;
 mod relay;
 mod replies;
 pub mod startup;
+mod state;
 pub mod statements;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +24,6 @@ use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
 use crate::backend::{BackendError, Pool, PooledConn};
-use crate::classify::PinSet;
 use crate::config::{PoolMode, UserConfig};
 use crate::consistency;
 use crate::protocol::messages::{self, Severity};
@@ -31,6 +32,7 @@ use crate::router::Route;
 use extended::{Batch, Unnamed};
 use params::Params;
 use relay::Relay;
+use state::State;
 use statements::Statement;
 
 /// Why a session ended or a unit of work failed.
@@ -46,6 +48,9 @@ pub enum SessionError {
     Refused(SqlState, String),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The server ended the session's connection with a FATAL error, already relayed.
+    #[error("server ended the connection")]
+    ServerClosed,
 }
 
 impl SessionError {
@@ -54,7 +59,9 @@ impl SessionError {
         match self {
             SessionError::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
             SessionError::Refused(code, _) => code.clone(),
-            SessionError::Client(_) | SessionError::ClientGone => SqlState::CONNECTION_FAILURE,
+            SessionError::Client(_) | SessionError::ClientGone | SessionError::ServerClosed => {
+                SqlState::CONNECTION_FAILURE
+            }
             SessionError::Backend(e) => e.sqlstate(),
         }
     }
@@ -69,8 +76,6 @@ struct Held {
     retry: Option<(flow::Unit, flow::Traits)>,
     /// A write was sent on it since the session last became idle.
     wrote: bool,
-    /// Extended-protocol messages were sent (ending in Flush) whose Sync has not been.
-    unsynced: bool,
 }
 
 /// One connected, authenticated client.
@@ -87,8 +92,8 @@ pub struct Session {
     events: Vec<relay::Event>,
     pools: Vec<Arc<Pool>>,
     held: Option<Held>,
-    /// Transaction status of the last ReadyForQuery the client got.
-    txn: u8,
+    /// Transaction status, COPY, pending Sync, deferred BEGIN, pins.
+    state: State,
     /// Session parameters as the client set them, and as they were at startup.
     params: Params,
     startup_params: Params,
@@ -99,20 +104,14 @@ pub struct Session {
     /// Set while the held connection holds the session's unnamed statement.
     unnamed_on_held: bool,
     batch: Batch,
-    /// State on the held connection that cannot move (it is kept until released).
-    pins: PinSet,
-    session_mode: bool,
-    copy_in: bool,
-    /// A lone `BEGIN` answered by pgroute and not sent yet: it goes in front of the
-    /// transaction's first statement, whose node is chosen then (`SET TRANSACTION READ ONLY`
-    /// may take it to a replica).
-    deferred_begin: Option<BytesMut>,
     /// The last connection's relay, reused for the next one (its buffers stay allocated).
     spare_relay: Relay,
     /// This session's BackendKeyData, and the server connection a cancel would go to.
     cancel: cancel::Handle,
     /// Read-your-writes state.
     ryw: consistency::Session,
+    /// The server sent a FATAL error, relayed to the client: the session ends.
+    fatal: bool,
 }
 
 /// Runs one client connection to its end.
@@ -217,7 +216,7 @@ async fn login(
         }
     }
     let mut session = Session {
-        session_mode: proxy.config.pool.mode == PoolMode::Session,
+        state: State::new(proxy.config.pool.mode == PoolMode::Session),
         proxy,
         client,
         cbuf,
@@ -226,7 +225,6 @@ async fn login(
         events: Vec::with_capacity(8),
         pools,
         held: None,
-        txn: b'I',
         startup_params: params.clone(),
         params,
         touched: Default::default(),
@@ -234,18 +232,16 @@ async fn login(
         unnamed: None,
         unnamed_on_held: false,
         batch: Batch::default(),
-        pins: PinSet::EMPTY,
-        copy_in: false,
-        deferred_begin: None,
         spare_relay: Relay::default(),
         cancel: cancel::Handle::default(),
         ryw,
+        fatal: false,
     };
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
     match session.run().await {
-        Ok(()) | Err(SessionError::ClientGone) => Ok(()),
+        Ok(()) | Err(SessionError::ClientGone | SessionError::ServerClosed) => Ok(()),
         Err(e @ SessionError::Client(_)) => Err((e, None)),
         Err(e) => Err((e, Some(session.client))),
     }

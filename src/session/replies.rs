@@ -10,10 +10,11 @@ use tokio_postgres::error::SqlState;
 use super::flow::Retry;
 use super::local;
 use super::params;
-use super::relay::{Event, Expect, ExpectKind};
+use super::relay::{Event, Expect, ExpectKind, RelayError};
+use super::state::TxnStatus;
 use super::{Session, SessionError};
 use crate::backend::BackendError;
-use crate::classify::{PinReason, PinSet};
+use crate::classify::PinReason;
 use crate::config::RywMode;
 use crate::monitor::view::format_lsn;
 use crate::protocol::messages::{self, Severity};
@@ -27,6 +28,10 @@ impl Session {
         let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
         match h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+            Err(RelayError::FatalBeforeReply) => {
+                self.events = events;
+                return self.lost(BackendError::Closed).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "server connection out of step");
                 h.retry = None;
@@ -101,10 +106,10 @@ impl Session {
                 if status == b'I' && !self.touched.is_empty() {
                     self.read_back_params(to_server);
                 }
-                self.txn = status;
+                self.state.on_ready(status);
             }
             Event::Completed(class) => {
-                if self.txn != b'I' || class.txn.is_some() {
+                if self.state.txn != TxnStatus::Idle || class.txn.is_some() {
                     // A transaction may still undo this (ROLLBACK, ROLLBACK TO SAVEPOINT):
                     // the values are read back from the server when it ends.
                     let touched =
@@ -128,13 +133,8 @@ impl Session {
                     self.statements.clear();
                     self.unnamed = None;
                 }
-                let before = self.pins;
-                if let Some(reason) = class.pin {
-                    self.pins = self.pins.union(PinSet::of(reason));
-                }
-                self.pins = self.pins.without(class.releases);
-                if self.pins != before {
-                    tracing::debug!(pin = ?class.pin, pins = ?self.pins, "session pinning changed");
+                if self.state.on_pins(class.pin, class.releases) {
+                    tracing::debug!(pin = ?class.pin, pins = ?self.state.pins, "session pinning changed");
                 }
             }
             Event::Forget { client, server } => {
@@ -159,13 +159,10 @@ impl Session {
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);
             }
-            Event::CopyIn { extended } => {
-                self.copy_in = true;
-                // Not given back before the client's own Sync reaches this server.
-                h.unsynced |= extended;
-            }
+            Event::CopyIn { extended } => self.state.on_copy_in(extended),
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
-            Event::CopyInEnded => self.copy_in = false,
+            Event::CopyInEnded => self.state.on_copy_end(),
+            Event::Fatal => self.fatal = true,
             Event::ParamValues(values) => {
                 for (name, value) in values {
                     match value {
@@ -186,23 +183,25 @@ impl Session {
 
     /// Gives the held connection back once nothing is pending and no transaction is open.
     pub(super) fn release_if_done(&mut self) {
-        let done = match &self.held {
-            Some(h) => {
-                h.relay.is_idle()
-                    && !h.unsynced
-                    && self.txn == b'I'
-                    && self.pins.is_empty()
-                    && !self.session_mode
-                    && !self.copy_in
-            }
-            None => false,
-        };
+        let done = self
+            .held
+            .as_ref()
+            .is_some_and(|h| self.state.may_release(h.relay.is_idle()));
+        if let (false, Some(h)) = (done, &self.held) {
+            tracing::trace!(state = ?self.state, pending = h.relay.expects.len(), "connection kept");
+        }
         if done {
             if let Some(h) = self.held.take() {
                 // Kept for the next connection's replies: no allocation per transaction.
                 self.spare_relay = h.relay;
-                h.conn.release();
+                if self.spare_relay.may_send_stray() {
+                    // A ReadyForQuery may still come for an ambiguous Sync: not for the pool.
+                    drop(h.conn);
+                } else {
+                    h.conn.release();
+                }
             }
+            self.state.on_connection_gone();
             self.unnamed_on_held = false;
             self.cancel.set_target(None);
         }
@@ -233,8 +232,7 @@ impl Session {
         // A read on a replica whose whole result already reached the client, and that only
         // misses its ReadyForQuery: nothing was lost, so finish it as the server would have.
         let read_done = matches!(h.route, crate::router::Route::Replica(_))
-            && self.txn == b'I'
-            && self.pins.is_empty()
+            && self.state.retry_allowed()
             && h.relay.only_ready_missing();
         if read_done {
             tracing::info!(%node, error = %err, "server failed after the read's result: completing it");
@@ -248,10 +246,10 @@ impl Session {
         tracing::warn!(%node, error = %err, "server connection lost");
         let pending = h.relay.pending_syncs();
         drop(h);
-        self.copy_in = false;
+        self.state.on_connection_gone();
         self.unnamed_on_held = false;
         self.cancel.set_target(None);
-        if self.txn != b'I' || !self.pins.is_empty() {
+        if self.state.loses_state_with_server() {
             return Err(SessionError::Refused(
                 SqlState::CONNECTION_FAILURE,
                 format!("server connection to node {node} lost during a transaction: {err}"),

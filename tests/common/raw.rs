@@ -24,9 +24,19 @@ pub enum Reply {
     CloseComplete,
     Row(Vec<Option<String>>),
     Complete(String),
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     Ready(u8),
     CopyIn,
+    /// NotificationResponse: the notifying backend's pid and the channel.
+    Notify {
+        pid: i32,
+        channel: String,
+    },
+    /// FunctionCallResponse: the result, as text.
+    FunctionResult(Option<String>),
     Other,
 }
 
@@ -46,6 +56,8 @@ pub struct RawConn {
     buf: BytesMut,
     /// The last value of every ParameterStatus received.
     parameters: BTreeMap<String, String>,
+    /// The process id from BackendKeyData.
+    pub backend_pid: i32,
 }
 
 impl RawConn {
@@ -74,6 +86,7 @@ impl RawConn {
             stream,
             buf: BytesMut::new(),
             parameters: BTreeMap::new(),
+            backend_pid: 0,
         };
         let mut params = vec![("user", user), ("database", database)];
         params.extend_from_slice(extra);
@@ -85,9 +98,9 @@ impl RawConn {
         loop {
             let mut out = BytesMut::new();
             match conn.next().await? {
+                Message::BackendKeyData(body) => conn.backend_pid = body.process_id(),
                 Message::AuthenticationOk
                 | Message::ParameterStatus(_)
-                | Message::BackendKeyData(_)
                 | Message::NoticeResponse(_) => {}
                 Message::AuthenticationCleartextPassword => {
                     frontend::password_message(password, &mut out).map_err(|e| e.to_string())?
@@ -223,6 +236,9 @@ impl RawConn {
     /// The next message; ParameterStatus is recorded on the way.
     async fn next(&mut self) -> Result<Message, String> {
         loop {
+            if self.function_result_ready() {
+                return Err(FUNCTION_RESULT.into());
+            }
             if let Some(msg) = Message::parse(&mut self.buf).map_err(|e| e.to_string())? {
                 if let Message::ParameterStatus(body) = &msg {
                     let name = body.name().map_err(|e| e.to_string())?.to_owned();
@@ -244,10 +260,11 @@ impl RawConn {
     /// The next message, or None for those the tests do not look at; panics (naming the
     /// replies `so_far`) if there is none.
     async fn reply(&mut self, so_far: &[Reply]) -> Option<Reply> {
-        let msg = self
-            .next()
-            .await
-            .unwrap_or_else(|e| panic!("after {so_far:?}: {e}"));
+        let msg = match self.next().await {
+            Ok(msg) => msg,
+            Err(e) if e == FUNCTION_RESULT => return Some(self.function_result()),
+            Err(e) => panic!("after {so_far:?}: {e}"),
+        };
         let reply = match msg {
             Message::ParseComplete => Reply::ParseComplete,
             Message::BindComplete => Reply::BindComplete,
@@ -260,6 +277,10 @@ impl RawConn {
             }
             Message::ReadyForQuery(body) => Reply::Ready(body.status()),
             Message::CopyInResponse(_) => Reply::CopyIn,
+            Message::NotificationResponse(body) => Reply::Notify {
+                pid: body.process_id(),
+                channel: body.channel().expect("channel").to_owned(),
+            },
             Message::RowDescription(_)
             | Message::NoData
             | Message::ParameterDescription(_)
@@ -268,6 +289,29 @@ impl RawConn {
             _ => Reply::Other,
         };
         Some(reply)
+    }
+}
+
+/// What `next` says when the next message is a FunctionCallResponse (which postgres-protocol
+/// does not parse).
+const FUNCTION_RESULT: &str = "FunctionCallResponse";
+
+impl RawConn {
+    /// A whole FunctionCallResponse is at the front of the buffer.
+    fn function_result_ready(&self) -> bool {
+        self.buf.len() >= 5 && self.buf[0] == b'V' && {
+            let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+            self.buf.len() > len as usize
+        }
+    }
+
+    fn function_result(&mut self) -> Reply {
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        let frame = self.buf.split_to(len as usize + 1);
+        let n = i32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]);
+        let value =
+            (n >= 0).then(|| String::from_utf8_lossy(&frame[9..9 + n as usize]).into_owned());
+        Reply::FunctionResult(value)
     }
 }
 
@@ -300,7 +344,7 @@ fn count_ready_expected(mut bytes: &[u8]) -> usize {
     let mut n = 0;
     while bytes.len() >= 5 {
         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        n += usize::from(bytes[0] == b'S' || bytes[0] == b'Q');
+        n += usize::from(matches!(bytes[0], b'S' | b'Q' | b'F'));
         bytes = &bytes[1 + len..];
     }
     n
@@ -393,4 +437,25 @@ pub fn copy_done(out: &mut BytesMut) {
 
 pub fn copy_fail(out: &mut BytesMut, message: &str) {
     frontend::copy_fail(message, out).expect("CopyFail");
+}
+
+/// FunctionCall of function `oid` with text arguments, asking for a text result.
+pub fn function_call(out: &mut BytesMut, oid: u32, args: &[&str]) {
+    let mut body = BytesMut::new();
+    body.put_u32(oid);
+    body.put_i16(1); // one format code for every argument
+    body.put_i16(0); // text
+    body.put_i16(args.len() as i16);
+    for arg in args {
+        body.put_i32(arg.len() as i32);
+        body.put_slice(arg.as_bytes());
+    }
+    body.put_i16(0); // text result
+    out.put_u8(b'F');
+    out.put_i32(body.len() as i32 + 4);
+    out.put_slice(&body);
+}
+
+pub fn flush(out: &mut BytesMut) {
+    frontend::flush(out);
 }

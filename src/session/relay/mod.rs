@@ -37,6 +37,9 @@ pub enum ExpectKind {
     CaptureLsn,
     /// Nothing from the server: pgroute sends these bytes itself when their turn comes.
     Synthetic(Bytes),
+    /// Nothing from the server: marks where the client's CopyDone/CopyFail went, so that the
+    /// Syncs sent between a COPY FROM STDIN and its end are known to be ignored.
+    CopyEnd,
 }
 
 /// One expected reply.
@@ -61,6 +64,10 @@ pub struct Expect {
     pub rename: Option<(String, String)>,
     /// A Close of this client statement, undone if an earlier error makes the server skip it.
     pub restore: Option<(String, Arc<Statement>)>,
+    /// A Sync sent after COPY data: if it turns out to have been sent during a COPY that then
+    /// fails, the server may or may not answer it (it answers only if it read it after the
+    /// error).
+    pub after_copy_data: bool,
 }
 
 impl Expect {
@@ -75,6 +82,7 @@ impl Expect {
             results: 0,
             rename: None,
             restore: None,
+            after_copy_data: false,
         }
     }
 
@@ -104,8 +112,19 @@ impl Expect {
             | ExpectKind::Query
             | ExpectKind::CaptureLsn
             | ExpectKind::ReadParams(_) => t == tag::READY_FOR_QUERY,
-            ExpectKind::Synthetic(_) => true,
+            ExpectKind::Synthetic(_) | ExpectKind::CopyEnd => true,
         }
+    }
+
+    /// Answered by ReadyForQuery.
+    fn is_sync_like(&self) -> bool {
+        matches!(
+            self.kind,
+            ExpectKind::Sync
+                | ExpectKind::Query
+                | ExpectKind::CaptureLsn
+                | ExpectKind::ReadParams(_)
+        )
     }
 }
 
@@ -134,6 +153,9 @@ pub enum Event {
     ParamValues(Vec<(String, Option<String>)>),
     /// The primary's WAL insert position after the session's last write.
     Lsn(Lsn),
+    /// The server sent a FATAL (or PANIC) error: it is closing the connection. The client
+    /// has been sent the error and must be disconnected, as PostgreSQL would.
+    Fatal,
 }
 
 /// The replies still to come on one server connection.
@@ -146,6 +168,15 @@ pub struct Relay {
     held: BytesMut,
     /// The server is in COPY IN mode.
     copy_in: bool,
+    /// Syncs dropped from `expects` for the current COPY that were sent after COPY data: if the
+    /// COPY fails, the server answers those it reads after the error.
+    copy_ambiguous: usize,
+    /// ReadyForQuery messages the server may still send for such Syncs; each one that comes
+    /// unexpected is relayed to the client. The connection must not be pooled while any may come.
+    stray_ready: usize,
+    /// (server pid, client pid): NotificationResponse raised by this server connection itself
+    /// carries the pid the client was given.
+    pids: (i32, i32),
 }
 
 /// The server sent a message pgroute did not expect: the connection is out of step.
@@ -155,6 +186,10 @@ pub enum RelayError {
     Unexpected(char),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The server ended the connection (FATAL) before the client saw any reply of a read
+    /// that may be retried.
+    #[error("server ended the connection before replying")]
+    FatalBeforeReply,
 }
 
 impl Relay {
@@ -164,11 +199,30 @@ impl Relay {
         self.held.clear();
         self.holding = false;
         self.copy_in = false;
+        self.copy_ambiguous = 0;
+        self.stray_ready = 0;
         self
+    }
+
+    /// Sets the server connection's pid and the pid the client knows (for NOTIFY).
+    pub fn set_pids(&mut self, server: i32, client: i32) {
+        self.pids = (server, client);
     }
 
     pub fn is_idle(&self) -> bool {
         self.expects.is_empty()
+    }
+
+    /// The server may still send a ReadyForQuery nobody expects (after a failed COPY whose
+    /// Syncs were ambiguous): the connection must be closed rather than pooled.
+    pub fn may_send_stray(&self) -> bool {
+        self.stray_ready > 0
+    }
+
+    /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
+    /// the COPY fails before reading it, the server answers it.
+    pub fn sync_during_copy(&mut self, after_copy_data: bool) {
+        self.copy_ambiguous += usize::from(after_copy_data);
     }
 
     /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
@@ -194,8 +248,12 @@ impl Relay {
             let t = frame[0];
             match t {
                 // Asynchronous messages may come at any time and always reach the client.
-                tag::NOTICE | tag::NOTIFICATION | tag::PARAMETER_STATUS => {
+                tag::NOTICE | tag::PARAMETER_STATUS => {
                     out.extend_from_slice(frame);
+                    continue;
+                }
+                tag::NOTIFICATION => {
+                    self.notification(frame, out);
                     continue;
                 }
                 _ => {}
@@ -211,7 +269,7 @@ impl Relay {
         buf.advance(at);
         result?;
         let before = out.len();
-        self.emit_synthetic(out);
+        self.settle_front(out);
         self.hold_or_release(out, before, true);
         Ok(replied)
     }
@@ -237,6 +295,74 @@ impl Relay {
         }
     }
 
+    /// Relays a NotificationResponse; one raised by this very server connection names the
+    /// client's pid (the one in its BackendKeyData), so that clients can skip their own.
+    fn notification(&self, frame: &[u8], out: &mut BytesMut) {
+        let at = out.len();
+        out.extend_from_slice(frame);
+        let (server, client) = self.pids;
+        if frame.len() >= 9 && server != 0 && frame[5..9] == server.to_be_bytes() {
+            out[at + 5..at + 9].copy_from_slice(&client.to_be_bytes());
+        }
+    }
+
+    /// A ReadyForQuery nobody expects, for a Sync the server read after a COPY failed.
+    fn stray(&mut self, t: u8, frame: &[u8], out: &mut BytesMut) -> bool {
+        let expected = self.expects.front().is_some_and(|e| e.completed_by(t));
+        if t != tag::READY_FOR_QUERY || expected || self.stray_ready == 0 {
+            return false;
+        }
+        self.stray_ready -= 1;
+        out.extend_from_slice(frame);
+        true
+    }
+
+    /// The COPY IN the front statement started ended: with success, every Sync sent during it
+    /// was ignored; with an error, those sent after COPY data may still be answered.
+    fn copy_ended(&mut self, failed: bool, events: &mut Vec<Event>) {
+        self.copy_in = false;
+        if failed {
+            self.stray_ready += self.copy_ambiguous;
+        }
+        self.copy_ambiguous = 0;
+        events.push(Event::CopyInEnded);
+    }
+
+    /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
+    /// Syncs sent after the statement now in COPY IN and before its CopyDone/CopyFail get no
+    /// ReadyForQuery.
+    fn copy_started(&mut self) {
+        let end = self
+            .expects
+            .iter()
+            .position(|e| e.kind == ExpectKind::CopyEnd)
+            .unwrap_or(self.expects.len());
+        let mut i = 1;
+        let mut end = end;
+        while i < end {
+            if self.expects[i].kind == ExpectKind::Sync {
+                if let Some(e) = self.expects.remove(i) {
+                    self.copy_ambiguous += usize::from(e.after_copy_data);
+                }
+                end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Sends synthetic replies now due and drops markers at the front.
+    fn settle_front(&mut self, out: &mut BytesMut) {
+        loop {
+            match self.expects.front().map(|e| &e.kind) {
+                Some(ExpectKind::Synthetic(bytes)) => out.extend_from_slice(bytes),
+                Some(ExpectKind::CopyEnd) => {}
+                _ => return,
+            }
+            self.expects.pop_front();
+        }
+    }
+
     fn process_one(
         &mut self,
         frame: &[u8],
@@ -245,15 +371,30 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let t = frame[0];
         {
-            self.emit_synthetic(out);
-            let front = self
-                .expects
-                .front_mut()
-                .ok_or(RelayError::Unexpected(t as char))?;
-            if self.copy_in && (t == tag::ERROR || t == tag::COMMAND_COMPLETE) {
-                self.copy_in = false;
-                events.push(Event::CopyInEnded);
+            self.settle_front(out);
+            if t == tag::ERROR && messages::is_fatal(frame) {
+                if self.holding {
+                    // Nothing reached the client yet: the read may still go elsewhere.
+                    return Err(RelayError::FatalBeforeReply);
+                }
+                // "FATAL … the server closes the connection": relayed whoever it was for.
+                out.extend_from_slice(frame);
+                events.push(Event::Fatal);
+                return Ok(());
             }
+            if self.stray(t, frame, out) {
+                return Ok(());
+            }
+            if self.expects.is_empty() {
+                return Err(RelayError::Unexpected(t as char));
+            }
+            let copy_ended = self.copy_in && (t == tag::ERROR || t == tag::COMMAND_COMPLETE);
+            if copy_ended {
+                self.copy_ended(t == tag::ERROR, events);
+            }
+            let Some(front) = self.expects.front_mut() else {
+                return Err(RelayError::Unexpected(t as char));
+            };
             if t == tag::ERROR {
                 // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
                 // Parse it injected fails for the client's Bind, which must see why.
@@ -298,27 +439,13 @@ impl Relay {
                 self.copy_in = true;
                 let extended = front.kind == ExpectKind::Execute;
                 events.push(Event::CopyIn { extended });
-                if extended {
-                    self.drop_sync_sent_into_copy();
-                }
+                self.copy_started();
             }
             if completes {
                 self.complete(t, frame, events);
             }
         }
         Ok(())
-    }
-
-    /// Sends the replies pgroute answers itself that are due before the next server message.
-    fn emit_synthetic(&mut self, out: &mut BytesMut) {
-        while let Some(Expect {
-            kind: ExpectKind::Synthetic(bytes),
-            ..
-        }) = self.expects.front()
-        {
-            out.extend_from_slice(bytes);
-            self.expects.pop_front();
-        }
     }
 
     fn complete(&mut self, t: u8, frame: &[u8], events: &mut Vec<Event>) {
@@ -342,22 +469,14 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return;
         };
-        if matches!(
-            front.kind,
-            ExpectKind::Query | ExpectKind::CaptureLsn | ExpectKind::ReadParams(_)
-        ) {
+        if front.kind != ExpectKind::Sync && front.is_sync_like() {
             // A simple Query goes on to its ReadyForQuery; its statements were rolled back.
             front.failed = true;
             return;
         }
+        // Everything up to the Sync is discarded, a simple Query sent in between too.
         while let Some(e) = self.expects.front() {
-            if matches!(
-                e.kind,
-                ExpectKind::Sync
-                    | ExpectKind::Query
-                    | ExpectKind::CaptureLsn
-                    | ExpectKind::ReadParams(_)
-            ) {
+            if e.kind == ExpectKind::Sync {
                 break;
             }
             if let Some(e) = self.expects.pop_front() {
@@ -371,15 +490,6 @@ impl Relay {
                     events.push(Event::Restore(name, stmt));
                 }
             }
-        }
-    }
-
-    /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
-    /// Sync that followed the Execute starting a COPY FROM STDIN gets no ReadyForQuery; the one
-    /// the client sends after CopyDone/CopyFail does.
-    fn drop_sync_sent_into_copy(&mut self) {
-        if let Some(i) = self.expects.iter().position(|e| e.kind == ExpectKind::Sync) {
-            self.expects.remove(i);
         }
     }
 

@@ -168,6 +168,141 @@ fn notices_pass_anywhere_and_an_unexpected_ready_is_an_error() {
     assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
 }
 
+fn push(relay: &mut Relay, kind: ExpectKind) {
+    relay.expects.push_back(Expect::new(kind));
+}
+
+#[test]
+fn syncs_sent_into_a_simple_copy_get_no_ready_for_query() {
+    // Query("COPY t FROM STDIN"), Sync, CopyData, CopyDone: the server ignores that Sync.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Query);
+    push(&mut relay, ExpectKind::Sync);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    let server = [
+        frame(b'G', b"\0\0\0"),
+        frame(b'C', b"COPY 1\0"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, events) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+    assert!(!relay.may_send_stray());
+    assert!(matches!(
+        events[..],
+        [
+            Event::CopyIn { extended: false },
+            Event::CopyInEnded,
+            Event::Ready(b'I')
+        ]
+    ));
+}
+
+#[test]
+fn an_extended_copy_with_its_data_pipelined_keeps_the_sync_after_copy_done() {
+    // Bind, Execute, CopyData, CopyDone, Sync in one write: that Sync is answered.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Bind);
+    push(&mut relay, ExpectKind::Execute);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    push(&mut relay, ExpectKind::Sync);
+    let server = [
+        frame(b'2', b""),
+        frame(b'G', b"\0\0\0"),
+        frame(b'C', b"COPY 2\0"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle());
+}
+
+#[test]
+fn the_sync_behind_an_extended_copy_is_ignored_and_the_next_one_answered() {
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    push(&mut relay, ExpectKind::Sync);
+    let (_, events) = run(&mut relay, &[frame(b'G', b"\0\0\0")]);
+    assert!(matches!(events[..], [Event::CopyIn { extended: true }]));
+    // The client ends the COPY and syncs.
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    push(&mut relay, ExpectKind::Sync);
+    let (out, _) = run(&mut relay, &[frame(b'C', b"COPY 1\0"), frame(b'Z', b"I")]);
+    assert_eq!(out, [frame(b'C', b"COPY 1\0"), frame(b'Z', b"I")].concat());
+    assert!(relay.is_idle());
+}
+
+#[test]
+fn a_failed_copy_may_answer_syncs_sent_after_its_data() {
+    // Execute (COPY), then the client sent data, a Sync, more data: the COPY fails on the
+    // first data; whether that Sync is answered depends on when the server read it.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    let (_, _) = run(&mut relay, &[frame(b'G', b"\0\0\0")]);
+    relay.sync_during_copy(true);
+    let (out, events) = run(&mut relay, &[frame(b'E', b"SERROR\0VERROR\0C22P02\0\0")]);
+    assert_eq!(out.len(), frame(b'E', b"SERROR\0VERROR\0C22P02\0\0").len());
+    assert!(events.iter().any(|e| matches!(e, Event::CopyInEnded)));
+    assert!(relay.is_idle());
+    assert!(relay.may_send_stray(), "the connection must not be pooled");
+    // The server did answer it: relayed, not an error.
+    let (out, _) = run(&mut relay, &[frame(b'Z', b"I")]);
+    assert_eq!(out, frame(b'Z', b"I"));
+    assert!(!relay.may_send_stray());
+}
+
+#[test]
+fn a_fatal_error_is_relayed_even_with_nothing_expected() {
+    let mut relay = Relay::default();
+    let fatal = frame(b'E', b"SFATAL\0VFATAL\0C25P03\0Mterminating\0\0");
+    let (out, events) = run(&mut relay, &[fatal.clone()]);
+    assert_eq!(out, fatal);
+    assert!(matches!(events[..], [Event::Fatal]));
+}
+
+#[test]
+fn a_fatal_error_before_a_retryable_reads_reply_allows_the_retry() {
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Query);
+    relay.hold_prelude();
+    let fatal = frame(b'E', b"SFATAL\0VFATAL\0C57P01\0\0");
+    let mut buf = BytesMut::from(&fatal[..]);
+    let mut out = BytesMut::new();
+    let r = relay.process(&mut buf, &mut out, &mut Vec::new());
+    assert!(matches!(r, Err(RelayError::FatalBeforeReply)));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_notification_from_the_sessions_own_server_carries_the_clients_pid() {
+    let mut relay = Relay::default();
+    relay.set_pids(4242, 7);
+    let mut own = 4242i32.to_be_bytes().to_vec();
+    own.extend_from_slice(b"chan\0payload\0");
+    let mut other = 99i32.to_be_bytes().to_vec();
+    other.extend_from_slice(b"chan\0x\0");
+    let (out, _) = run(&mut relay, &[frame(b'A', &own), frame(b'A', &other)]);
+    let mut want_own = 7i32.to_be_bytes().to_vec();
+    want_own.extend_from_slice(b"chan\0payload\0");
+    assert_eq!(out, [frame(b'A', &want_own), frame(b'A', &other)].concat());
+}
+
+#[test]
+fn an_error_discards_a_simple_query_sent_before_the_sync() {
+    // Bind fails; a Query sent before the Sync is discarded by the server too.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Bind);
+    push(&mut relay, ExpectKind::Execute);
+    push(&mut relay, ExpectKind::Query);
+    push(&mut relay, ExpectKind::Sync);
+    let (out, _) = run(&mut relay, &[frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")]);
+    assert_eq!(
+        out,
+        [frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")].concat()
+    );
+    assert!(relay.is_idle());
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

@@ -1,0 +1,92 @@
+//! COPY FROM STDIN and FunctionCall on the client side: where CopyData, CopyDone and CopyFail go,
+//! and what the other client messages mean while the server is in COPY IN.
+
+use bytes::BytesMut;
+
+use super::extended::ExtMsg;
+use super::flow::{Traits, Unit};
+use super::relay::{Expect, ExpectKind};
+use super::{Session, SessionError};
+use crate::classify::Target;
+use crate::consistency::Hints;
+
+impl Session {
+    /// A client message while the server is in COPY IN (it said CopyInResponse and the client
+    /// has not ended the COPY). It goes to the server as it is:
+    /// - CopyData, and Flush/Sync, which "the backend will ignore … during copy-in mode";
+    /// - CopyDone/CopyFail, which end the COPY;
+    /// - anything else, which makes the server fail the COPY ("unexpected message type … during
+    ///   COPY from stdin") and is consumed by that error: it gets no reply of its own.
+    pub(super) fn forward_during_copy(&mut self, frame: BytesMut, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        to_server.extend_from_slice(&frame);
+        match frame[0] {
+            b'd' => self.state.copy_data_sent = true,
+            b'H' => {}
+            b'S' => h.relay.sync_during_copy(self.state.copy_data_sent),
+            b'c' | b'f' => {
+                h.relay
+                    .expects
+                    .push_back(Expect::hidden(ExpectKind::CopyEnd));
+                self.state.on_copy_end();
+            }
+            _ => self.state.on_copy_end(),
+        }
+    }
+
+    /// CopyData/CopyDone/CopyFail outside a COPY the session knows of. A client may send COPY
+    /// data right behind its COPY statement, before the server's CopyInResponse, even before
+    /// the Sync of an extended-protocol COPY: it goes with that statement, in order. Outside
+    /// COPY the server ignores these ("Accept but ignore these messages, per protocol spec"),
+    /// so with nothing in flight they are dropped here.
+    pub(super) fn copy_message(&mut self, frame: BytesMut, to_server: &mut BytesMut) {
+        let ends = frame[0] != b'd';
+        if !self.batch.is_empty() && !self.batch.complete {
+            let kind = ends.then_some(ExpectKind::CopyEnd);
+            self.batch.msgs.push(ExtMsg::Forward { frame, kind });
+            return;
+        }
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        if h.relay.is_idle() {
+            return;
+        }
+        to_server.extend_from_slice(&frame);
+        if ends {
+            h.relay
+                .expects
+                .push_back(Expect::hidden(ExpectKind::CopyEnd));
+        } else {
+            self.state.copy_data_sent = true;
+        }
+    }
+
+    /// A FunctionCall (`F`, libpq's fast path, used by the large-object API): it can write, so it
+    /// goes to the primary; the server answers FunctionCallResponse or an error, then
+    /// ReadyForQuery, as for a simple Query. Returns false when it has to wait.
+    pub(super) async fn dispatch_call(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        let hints = Hints::default();
+        let decision = self.decide(Target::Write, &hints);
+        if self.must_wait(&decision, to_server) {
+            return Ok(false);
+        }
+        let frame = self.split_client()?;
+        let traits = Traits {
+            target: Target::Write,
+            writes_data: true,
+            executes: true,
+            hints,
+        };
+        // Unread text: classified as a write with no session effects.
+        let class = self.proxy.classes.classify_text(None);
+        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
+            .await;
+        Ok(true)
+    }
+}
