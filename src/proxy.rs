@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::pool::PoolSettings;
 use crate::backend::{Cluster, Pools};
 use crate::config::{Config, UserConfig};
+use crate::router::decision::Policy;
 use crate::router::Router;
 use crate::session::cancel;
 use crate::session::startup::ScramSecret;
@@ -39,8 +40,12 @@ impl Proxy {
         Arc::new(Proxy {
             router: Router::new(
                 cluster.clone(),
-                config.routing.balance,
-                config.lag.when_all_lagging,
+                Policy {
+                    read_only_transactions: config.routing.read_only_transactions,
+                    balance: config.routing.balance,
+                    when_all_lagging: config.lag.when_all_lagging,
+                    max_wait: config.consistency.max_wait,
+                },
             ),
             cluster,
             pools: Pools::new(settings),

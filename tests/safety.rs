@@ -444,3 +444,27 @@ async fn pgroute_settings_inside_a_transaction_are_answered() {
         ]
     );
 }
+
+/// The router's reason for each unit is what `SHOW pgroute.last_route` reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_last_route_reports_the_routers_reason() {
+    let proxy = start_proxy(
+        cluster(),
+        "[consistency]\nread_your_writes = \"off\"\n\n[lag]\ncheck_interval = \"250ms\"\n\
+         max_bytes = \"1GB\"\nmax_time = \"1h\"\n",
+    );
+    let client = proxy.connect().await;
+    let last = |rows: Vec<Vec<Option<String>>>| rows[0][0].clone().unwrap_or_default();
+    common::simple_rows(&client, "SELECT 1").await;
+    let after_read = last(common::simple_rows(&client, "SHOW pgroute.last_route").await);
+    assert!(after_read.ends_with("(replica): replica"), "{after_read}");
+    table("safe_last_route");
+    common::simple_rows(&client, "INSERT INTO safe_last_route VALUES ('x')").await;
+    let after_write = last(common::simple_rows(&client, "SHOW pgroute.last_route").await);
+    assert_eq!(after_write, "node0 (primary): write");
+    common::simple_rows(&client, "BEGIN").await;
+    common::simple_rows(&client, "SELECT 1").await;
+    let in_txn = last(common::simple_rows(&client, "SHOW pgroute.last_route").await);
+    assert_eq!(in_txn, "node0 (primary): transaction");
+    common::simple_rows(&client, "COMMIT").await;
+}

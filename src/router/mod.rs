@@ -1,7 +1,11 @@
-//! Routing policy: from a statement's class and the cluster's state to a [`Route`].
+//! Routing policy: from a unit's class, the session's state and the cluster's state to a
+//! [`decision::Decision`] with its [`decision::Reason`].
 //!
-//! The decision itself ([`pick_replica`]) is a pure function over candidates so that lag limits
-//! and read-your-writes can be added as filters on the candidate list without touching it.
+//! The whole decision ([`decision::decide`]) is a pure function; balancing among eligible
+//! replicas ([`pick_replica`]) is another, over candidates. [`Router`] only gathers the live
+//! inputs for them.
+
+pub mod decision;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,9 +13,8 @@ use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 
 use crate::backend::Cluster;
-use crate::classify::Target;
-use crate::config::{Balance, Role, WhenAllLagging};
-use crate::monitor::view::{ClusterView, NodeView, Primary};
+use crate::config::Balance;
+use decision::{Decision, Facts, HeldFacts, NodeFacts, Policy, SessionFacts, UnitFacts};
 
 /// Where a unit of work (a Query, or an extended batch up to Sync) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,21 +108,35 @@ impl RouteError {
     }
 }
 
-/// The router: reads the cluster's live state and applies the balancing policy.
+/// The router: reads the cluster's live state (the monitor's view and each node's counters)
+/// and hands it, with the policy, to [`decision::decide`].
 #[derive(Debug)]
 pub struct Router {
     cluster: Arc<Cluster>,
-    balance: Balance,
-    when_all_lagging: WhenAllLagging,
+    policy: Policy,
+    names: Vec<String>,
     tick: AtomicU64,
 }
 
+/// The session's part of a routing question.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub unit: UnitFacts,
+    pub session: SessionFacts,
+    pub held: Option<HeldFacts>,
+    /// Nodes that just failed for this unit.
+    pub exclude: &'a [usize],
+    /// The unit already waited `consistency.max_wait` for a replica.
+    pub waited: bool,
+}
+
 impl Router {
-    pub fn new(cluster: Arc<Cluster>, balance: Balance, when_all_lagging: WhenAllLagging) -> Self {
+    pub fn new(cluster: Arc<Cluster>, policy: Policy) -> Self {
+        let names = cluster.nodes.iter().map(|n| n.name.clone()).collect();
         Router {
             cluster,
-            balance,
-            when_all_lagging,
+            policy,
+            names,
             tick: AtomicU64::new(0),
         }
     }
@@ -128,127 +145,46 @@ impl Router {
         &self.cluster
     }
 
-    /// The node that takes writes now.
-    pub fn primary(&self) -> Result<usize, RouteError> {
-        let view = self.cluster.view();
-        match &view.primary {
-            Primary::Known(n) => Ok(*n),
-            Primary::Missing => Err(RouteError::NoPrimary),
-            Primary::Conflict(nodes) => Err(RouteError::SplitBrain(self.names(nodes))),
-        }
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
-    fn names(&self, nodes: &[usize]) -> String {
-        nodes
-            .iter()
-            .filter_map(|n| self.cluster.nodes.get(*n))
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Route for a unit of work of class `target`, skipping the nodes in `exclude` (nodes that
-    /// just failed for this unit) and replicas that `usable` rejects (read-your-writes).
-    ///
-    /// `counts` says whether the unit executes anything: only those advance the round-robin
-    /// position, so a driver that describes a statement and then executes it (two units) still
-    /// spreads its executions over every replica.
-    pub fn route(
-        &self,
-        target: Target,
-        exclude: &[usize],
-        usable: &dyn Fn(&NodeView) -> bool,
-        counts: bool,
-    ) -> Result<Route, RouteError> {
-        if target == Target::Write {
-            return self.primary().map(Route::Primary);
-        }
+    /// Decides where a unit goes. `scratch` is the caller's buffer for the node counters (kept
+    /// across calls: no allocation per unit). A read that executes on a replica takes that
+    /// replica's turn in the balancing order.
+    pub fn decide(&self, q: &Question, scratch: &mut Vec<NodeFacts>) -> Decision {
         let view = self.cluster.view();
-        let is_replica = |id: usize, nv: &NodeView| match view.observed {
-            true => nv.reachable && nv.in_recovery == Some(true),
-            false => self.cluster.nodes[id].configured_role == Role::Replica,
-        };
-        let mut any_up = false;
-        let mut held_back_by_ryw = false;
-        let mut cands = Vec::with_capacity(view.nodes.len());
-        for (node, nv) in self.cluster.nodes.iter().zip(view.nodes.iter()) {
-            if !is_replica(node.id, nv)
-                || !node.is_up()
-                || node.weight == 0
-                || exclude.contains(&node.id)
-            {
-                continue;
-            }
-            any_up = true;
-            held_back_by_ryw |= !nv.lagging && !usable(nv);
-            if !nv.lagging && usable(nv) {
-                cands.push(Candidate {
-                    node: node.id,
-                    weight: node.weight,
-                    outstanding: node.outstanding(),
-                    last_served: node.last_served(),
-                });
-            }
-        }
-        let tick = if counts {
-            self.tick.fetch_add(1, Ordering::Relaxed)
-        } else {
-            self.tick.load(Ordering::Relaxed)
-        };
-        let random = if self.balance == Balance::Random {
+        scratch.clear();
+        scratch.extend(self.cluster.nodes.iter().map(|n| NodeFacts {
+            configured_role: n.configured_role,
+            weight: n.weight,
+            up: n.is_up(),
+            outstanding: n.outstanding(),
+            last_served: n.last_served(),
+        }));
+        let random = if self.policy.balance == Balance::Random {
             rand::random()
         } else {
             0
         };
-        if let Some(node) = pick_replica(&cands, self.balance, tick, random) {
-            if counts {
-                self.cluster.nodes[node].set_last_served(tick + 1);
-            }
-            tracing::debug!(node, reason = "replica", "read routed");
-            return Ok(Route::Replica(node));
-        }
-        // No replica can be reached at all: the primary serves reads. Replicas that are up but
-        // lagging: the configured policy decides.
-        if any_up && cands.is_empty() {
-            match self.when_all_lagging {
-                WhenAllLagging::Error => return Err(RouteError::AllLagging),
-                WhenAllLagging::LeastLagged => {
-                    if let Some(n) = self.least_lagged(&view, exclude, usable) {
-                        tracing::debug!(node = n, reason = "replica:least-lagged", "read routed");
-                        return Ok(Route::Replica(n));
-                    }
-                }
-                WhenAllLagging::Primary => {}
-            }
-        }
-        let reason = match (any_up, held_back_by_ryw) {
-            (false, _) => "primary:no-replica",
-            (true, true) => "primary:ryw",
-            (true, false) => "primary:lag",
+        let facts = Facts {
+            unit: q.unit,
+            session: q.session,
+            held: q.held,
+            view: &view,
+            nodes: scratch,
+            names: &self.names,
+            exclude: q.exclude,
+            waited: q.waited,
+            tick: self.tick.load(Ordering::Relaxed),
+            random,
         };
-        tracing::debug!(reason, "read routed");
-        self.primary().map(Route::Primary)
-    }
-
-    /// The reachable replica with the smallest byte lag (ignoring the lag limits).
-    fn least_lagged(
-        &self,
-        view: &ClusterView,
-        exclude: &[usize],
-        usable: &dyn Fn(&NodeView) -> bool,
-    ) -> Option<usize> {
-        view.nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, nv)| {
-                nv.reachable
-                    && nv.in_recovery == Some(true)
-                    && usable(nv)
-                    && !exclude.contains(i)
-                    && self.cluster.nodes[*i].is_up()
-            })
-            .min_by_key(|(_, nv)| nv.lag_bytes)
-            .map(|(i, _)| i)
+        let decision = decision::decide(&facts, &self.policy);
+        if let (Decision::Node(Route::Replica(node), _), true) = (&decision, q.unit.executes) {
+            let tick = self.tick.fetch_add(1, Ordering::Relaxed);
+            self.cluster.nodes[*node].set_last_served(tick + 1);
+        }
+        decision
     }
 }
 

@@ -1,14 +1,11 @@
-//! COPY FROM STDIN and FunctionCall on the client side: where CopyData, CopyDone and CopyFail go,
+//! COPY FROM STDIN on the client side: where CopyData, CopyDone and CopyFail go,
 //! and what the other client messages mean while the server is in COPY IN.
 
 use bytes::BytesMut;
 
 use super::extended::ExtMsg;
-use super::flow::{Traits, Unit};
 use super::relay::{Expect, ExpectKind};
-use super::{Session, SessionError};
-use crate::classify::Target;
-use crate::consistency::Hints;
+use super::Session;
 
 impl Session {
     /// A client message while the server is in COPY IN (it said CopyInResponse and the client
@@ -62,31 +59,5 @@ impl Session {
         } else {
             self.state.copy_data_sent = true;
         }
-    }
-
-    /// A FunctionCall (`F`, libpq's fast path, used by the large-object API): it can write, so it
-    /// goes to the primary; the server answers FunctionCallResponse or an error, then
-    /// ReadyForQuery, as for a simple Query. Returns false when it has to wait.
-    pub(super) async fn dispatch_call(
-        &mut self,
-        to_server: &mut BytesMut,
-    ) -> Result<bool, SessionError> {
-        let hints = Hints::default();
-        let decision = self.decide(Target::Write, &hints);
-        if self.must_wait(&decision, to_server) {
-            return Ok(false);
-        }
-        let frame = self.split_client()?;
-        let traits = Traits {
-            target: Target::Write,
-            writes_data: true,
-            executes: true,
-            hints,
-        };
-        // Unread text: classified as a write with no session effects.
-        let class = self.proxy.classes.classify_text(None);
-        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
-            .await;
-        Ok(true)
     }
 }

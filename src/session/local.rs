@@ -67,9 +67,15 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
         messages::ready_for_query(out, session.state.txn.byte());
         return;
     }
+    let last_route = last_route(session);
     let out = &mut session.out;
     if let Some(name) = show_target(sql) {
-        match session.ryw.show(name) {
+        let value = if name.eq_ignore_ascii_case("pgroute.last_route") {
+            Some(last_route)
+        } else {
+            session.ryw.show(name)
+        };
+        match value {
             Some(value) => {
                 row_description(out, &[name]);
                 data_row(out, &[&value]);
@@ -112,6 +118,25 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
         }
     }
     messages::ready_for_query(out, session.state.txn.byte());
+}
+
+/// `SHOW pgroute.last_route`: the node the session's last unit went to and the router's reason
+/// (`pg2 (replica): replica`, `pg1 (primary): write`); empty before the first.
+fn last_route(session: &Session) -> String {
+    let Some((route, reason)) = session.last_route else {
+        return String::new();
+    };
+    let role = match route {
+        crate::router::Route::Primary(_) => "primary",
+        crate::router::Route::Replica(_) => "replica",
+    };
+    let name = session
+        .proxy
+        .cluster
+        .nodes
+        .get(route.node())
+        .map_or("?", |n| n.name.as_str());
+    format!("{name} ({role}): {reason}")
 }
 
 /// Applies `pgroute.*` changes that reached a server inside a larger statement or through the

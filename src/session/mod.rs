@@ -4,6 +4,7 @@
 
 pub mod cancel;
 mod copy;
+mod dispatch;
 mod extended;
 mod flow;
 mod local;
@@ -28,6 +29,7 @@ use crate::config::{PoolMode, UserConfig};
 use crate::consistency;
 use crate::protocol::messages::{self, Severity};
 use crate::proxy::Proxy;
+use crate::router::decision::{NodeFacts, Reason};
 use crate::router::Route;
 use extended::{Batch, Unnamed};
 use params::Params;
@@ -73,7 +75,7 @@ struct Held {
     route: Route,
     relay: Relay,
     /// The read just sent on this fresh connection, until the client sees any of its reply.
-    retry: Option<(flow::Unit, flow::Traits)>,
+    retry: Option<(dispatch::Unit, dispatch::Traits)>,
     /// A write was sent on it since the session last became idle.
     wrote: bool,
 }
@@ -112,6 +114,10 @@ pub struct Session {
     ryw: consistency::Session,
     /// The server sent a FATAL error, relayed to the client: the session ends.
     fatal: bool,
+    /// Where the last unit went and why (`SHOW pgroute.last_route`).
+    last_route: Option<(Route, Reason)>,
+    /// The router's buffer for node counters, kept across units.
+    route_scratch: Vec<NodeFacts>,
 }
 
 /// Runs one client connection to its end.
@@ -236,6 +242,8 @@ async fn login(
         cancel: cancel::Handle::default(),
         ryw,
         fatal: false,
+        last_route: None,
+        route_scratch: Vec::new(),
     };
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));

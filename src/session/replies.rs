@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
 
-use super::flow::Retry;
+use super::dispatch::Retry;
 use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, RelayError};
@@ -275,8 +275,9 @@ impl Session {
             return Ok(());
         };
         let mut to_server = BytesMut::new();
+        let decision = self.retry_decision(&retry.traits, retry.failed);
         if let Err(e) = self
-            .acquire(&retry.traits, vec![retry.failed], &mut to_server)
+            .acquire(&retry.traits, decision, vec![retry.failed], &mut to_server)
             .await
         {
             self.refuse_unit(&e, retry.unit.awaits_ready());

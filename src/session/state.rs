@@ -5,6 +5,7 @@
 use bytes::BytesMut;
 
 use crate::classify::{PinReason, PinSet};
+use crate::router::decision::Reason;
 
 /// The transaction status of the last ReadyForQuery the client got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +82,24 @@ impl State {
         }
     }
 
+    /// Why the connection stays with the client between units whatever comes next, if it does.
+    pub fn kept_for(&self) -> Option<Reason> {
+        if self.session_mode {
+            Some(Reason::SessionMode)
+        } else if self.txn != TxnStatus::Idle {
+            Some(Reason::Transaction)
+        } else if !self.pins.is_empty() {
+            Some(Reason::Pinned)
+        } else if self.awaiting_sync || self.copy != Copy::None {
+            Some(Reason::OpenSequence)
+        } else {
+            None
+        }
+    }
+
     /// Whether the connection stays with the client between units, whatever comes next.
     pub fn keeps_connection(&self) -> bool {
-        self.txn != TxnStatus::Idle
-            || !self.pins.is_empty()
-            || self.session_mode
-            || self.awaiting_sync
-            || self.copy != Copy::None
+        self.kept_for().is_some()
     }
 
     /// May the held connection go back to the pool now? `relay_idle`: no reply is still due.

@@ -255,7 +255,7 @@ fn a_failed_copy_may_answer_syncs_sent_after_its_data() {
 fn a_fatal_error_is_relayed_even_with_nothing_expected() {
     let mut relay = Relay::default();
     let fatal = frame(b'E', b"SFATAL\0VFATAL\0C25P03\0Mterminating\0\0");
-    let (out, events) = run(&mut relay, &[fatal.clone()]);
+    let (out, events) = run(&mut relay, std::slice::from_ref(&fatal));
     assert_eq!(out, fatal);
     assert!(matches!(events[..], [Event::Fatal]));
 }

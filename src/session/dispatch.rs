@@ -1,0 +1,491 @@
+//! Units of work from the client to a server: each is routed by the router's one decision
+//! ([`crate::router::decision::decide`]) and the session carries that decision out: it sends
+//! the unit on the connection it holds, waits, or takes a connection to the chosen node.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::cancel;
+use super::extended::{Encoder, ExtMsg};
+use super::local;
+use super::params;
+use super::relay::{Expect, ExpectKind};
+use super::{Held, Session, SessionError};
+use crate::backend::BackendError;
+use crate::classify::{Classification, Target};
+use crate::config::ReadOnlyTxnRoute;
+use crate::consistency::{parse_hints, Hints};
+use crate::protocol::messages::{self, Severity};
+use crate::protocol::{frame_len, Body};
+use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
+use crate::router::{Question, Route, RouteError};
+use tokio_postgres::error::SqlState;
+
+/// Why a unit of work got no server connection.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    Backend(BackendError),
+    Route(RouteError),
+}
+
+impl Refusal {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            Refusal::Backend(e) => e.sqlstate(),
+            Refusal::Route(e) => e.sqlstate(),
+        }
+    }
+
+    /// What the client is told. A server's refusal (a FATAL ending pgroute's login, not this
+    /// session) is reported by its own message, as an ERROR.
+    fn message(&self) -> String {
+        match self {
+            Refusal::Backend(BackendError::Refused(frame) | BackendError::Unavailable(frame)) => {
+                messages::error_message(frame)
+                    .unwrap_or("server refused the login")
+                    .to_owned()
+            }
+            Refusal::Backend(e) => e.to_string(),
+            Refusal::Route(e) => e.to_string(),
+        }
+    }
+}
+
+/// What routing needs to know about a unit, kept with it (for a retry).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Traits {
+    pub(super) unit: UnitFacts,
+    /// The target once transaction rules apply.
+    pub(super) target: Target,
+    /// Not just session settings: a write read-your-writes must account for.
+    pub(super) writes_data: bool,
+    pub(super) hints: Hints,
+}
+
+/// A read to send again after its server failed before answering.
+pub(super) struct Retry {
+    pub(super) unit: Unit,
+    pub(super) traits: Traits,
+    pub(super) failed: usize,
+}
+
+/// A unit of work as the client sent it: a simple Query (or FunctionCall), or an extended
+/// batch.
+pub(super) enum Unit {
+    Query {
+        frame: BytesMut,
+        class: Arc<Classification>,
+    },
+    Batch(Vec<ExtMsg>),
+}
+
+impl Unit {
+    /// Whether the client waits for a ReadyForQuery for this unit.
+    pub(super) fn awaits_ready(&self) -> bool {
+        match self {
+            Unit::Query { .. } => true,
+            Unit::Batch(msgs) => msgs.iter().any(|m| {
+                matches!(
+                    m,
+                    ExtMsg::Forward {
+                        kind: Some(ExpectKind::Sync),
+                        ..
+                    }
+                )
+            }),
+        }
+    }
+}
+
+impl Session {
+    /// What the router needs to know about the session for a unit with these hints.
+    fn session_facts(&self, hints: &Hints) -> SessionFacts {
+        SessionFacts {
+            deferred_begin: self.state.has_deferred_begin(),
+            read_only_default: params::read_only_by_default(&self.params),
+            session_mode: self.state.session_mode,
+            read: self.ryw.read_policy(hints, Instant::now()),
+        }
+    }
+
+    /// What the router needs to know about the connection the session holds.
+    fn held_facts(&self) -> Option<HeldFacts> {
+        self.held.as_ref().map(|h| HeldFacts {
+            route: h.route,
+            kept_for: self.state.kept_for(),
+            awaiting_sync: self.state.awaiting_sync,
+            only_hidden_pending: h.relay.only_hidden_pending(),
+            only_capture_pending: h.relay.only_capture_pending(),
+        })
+    }
+
+    /// The router's decision for a unit, given what the session holds now.
+    fn decide(
+        &mut self,
+        unit: UnitFacts,
+        hints: &Hints,
+        held: bool,
+        exclude: &[usize],
+    ) -> Decision {
+        let question = Question {
+            unit,
+            session: self.session_facts(hints),
+            held: if held { self.held_facts() } else { None },
+            exclude,
+            waited: false,
+        };
+        self.proxy.router.decide(&question, &mut self.route_scratch)
+    }
+
+    /// The unit's traits once transaction rules apply.
+    fn traits(&self, unit: UnitFacts, only_settings: bool, hints: Hints) -> Traits {
+        let policy = self.proxy.router.policy();
+        let (target, _) = decision::transaction_target(&unit, &self.session_facts(&hints), policy);
+        Traits {
+            unit,
+            target,
+            writes_data: target == Target::Write && !only_settings,
+            hints,
+        }
+    }
+
+    /// True when the unit has to wait for the held connection; for `CloseSequence`, sends the
+    /// hidden Sync that ends the wait.
+    fn must_wait(&mut self, decision: &Decision, to_server: &mut BytesMut) -> bool {
+        match decision {
+            Decision::WaitForHeld => true,
+            Decision::CloseSequence => {
+                if let Some(h) = self.held.as_mut() {
+                    postgres_protocol::message::frontend::sync(to_server);
+                    h.relay.expects.push_back(Expect::hidden(ExpectKind::Sync));
+                    self.state.awaiting_sync = false;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Routes and sends a simple Query. Returns false when it has to wait.
+    pub(super) async fn dispatch_query(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
+        let text = Body::of_frame(&self.cbuf[..frame_end])
+            .cbytes("Query")
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        // Text in a client encoding other than UTF-8 is forwarded to the primary unread.
+        let readable = std::str::from_utf8(text).ok();
+        let class = self.proxy.classes.classify_text(readable);
+        let sql = readable.unwrap_or_default();
+        let hints = if sql.starts_with("/*") {
+            parse_hints(sql)
+        } else {
+            Hints::default()
+        };
+        if local::answers(sql, &class) || self.deallocates_own(&class) {
+            // Answered here, in order with other replies: wait for those still due.
+            if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+                return Ok(false);
+            }
+            let sql = sql.to_owned();
+            self.split_client()?;
+            local::answer(self, &sql, &class);
+            return Ok(true);
+        }
+        if self.may_defer_begin(&class) {
+            let frame = self.split_client()?;
+            messages::command_complete(&mut self.out, "BEGIN");
+            messages::ready_for_query(&mut self.out, b'T');
+            self.state.defer_begin(frame);
+            return Ok(true);
+        }
+        let unit = UnitFacts {
+            target: class.target,
+            begin: class.lone_begin(),
+            sets_read_only: class.sets_read_only(),
+            executes: true,
+        };
+        let decision = self.decide(unit, &hints, true, &[]);
+        if self.must_wait(&decision, to_server) {
+            return Ok(false);
+        }
+        let frame = self.split_client()?;
+        let traits = self.traits(unit, class.only_session_settings(), hints);
+        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
+            .await;
+        Ok(true)
+    }
+
+    /// Routes and sends a complete extended batch. Returns false when it has to wait.
+    pub(super) async fn dispatch_batch(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        let executes = self
+            .batch
+            .msgs
+            .iter()
+            .any(|m| matches!(m, ExtMsg::Execute { .. }));
+        let unit = UnitFacts {
+            target: self.batch.target.unwrap_or(Target::Read),
+            begin: self.batch.begin,
+            sets_read_only: self.batch.starts_read_only,
+            executes,
+        };
+        let hints = self.batch.hints;
+        let decision = self.decide(unit, &hints, true, &[]);
+        if self.must_wait(&decision, to_server) {
+            return Ok(false);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let traits = self.traits(unit, batch.only_settings, hints);
+        self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
+            .await;
+        Ok(true)
+    }
+
+    /// A FunctionCall (`F`, libpq's fast path, used by the large-object API): it can write, so it
+    /// goes to the primary; the server answers FunctionCallResponse or an error, then
+    /// ReadyForQuery, as for a simple Query. Returns false when it has to wait.
+    pub(super) async fn dispatch_call(
+        &mut self,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        let unit = UnitFacts {
+            target: Target::Write,
+            begin: None,
+            sets_read_only: false,
+            executes: true,
+        };
+        let hints = Hints::default();
+        let decision = self.decide(unit, &hints, true, &[]);
+        if self.must_wait(&decision, to_server) {
+            return Ok(false);
+        }
+        let frame = self.split_client()?;
+        let traits = self.traits(unit, false, hints);
+        // Unread: classified as a write with no session effects.
+        let class = self.proxy.classes.classify_text(None);
+        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
+            .await;
+        Ok(true)
+    }
+
+    /// A lone `BEGIN` with nothing in flight, when read-only transactions may use replicas:
+    /// pgroute answers it and sends it with the transaction's first statement, so that a
+    /// `SET TRANSACTION READ ONLY` there can still choose a replica.
+    fn may_defer_begin(&self, class: &Classification) -> bool {
+        self.proxy.router.policy().read_only_transactions == ReadOnlyTxnRoute::Replica
+            && class.lone_begin() == Some(false)
+            && !params::read_only_by_default(&self.params)
+            && self
+                .state
+                .may_defer_begin(self.held.is_some(), self.batch.is_empty())
+    }
+
+    /// Carries out a decision for a unit: sends it on the held connection, or takes one first.
+    /// A read sent on a fresh connection outside a transaction is kept until its first reply,
+    /// so that it can be retried elsewhere if that server fails first.
+    pub(super) async fn dispatch(
+        &mut self,
+        unit: Unit,
+        traits: Traits,
+        decision: Decision,
+        to_server: &mut BytesMut,
+    ) {
+        let fresh = match decision {
+            Decision::Held(reason) => {
+                if let Some(h) = &self.held {
+                    self.note_route(h.route, reason);
+                }
+                false
+            }
+            decision => {
+                if let Err(e) = self.acquire(&traits, decision, Vec::new(), to_server).await {
+                    self.refuse_unit(&e, unit.awaits_ready());
+                    return;
+                }
+                true
+            }
+        };
+        if let (true, Some(h)) = (self.state.has_deferred_begin(), self.held.as_mut()) {
+            let begin = self.state.take_deferred_begin().unwrap_or_default();
+            // The client already has this BEGIN's replies.
+            to_server.extend_from_slice(&begin);
+            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+        }
+        self.encode_unit(&unit, to_server);
+        let retryable = fresh && traits.target == Target::Read && self.state.retry_allowed();
+        let synced = unit.awaits_ready();
+        if let Some(h) = self.held.as_mut() {
+            // Until its Sync, an extended-query sequence belongs to this connection.
+            self.state.on_unit_sent(synced);
+            h.wrote |= traits.writes_data && matches!(h.route, Route::Primary(_));
+            // Only a unit ending in Sync: after a Flush the client waits for exactly the replies
+            // that would be held back.
+            h.retry = None;
+            if retryable && synced {
+                h.relay.hold_prelude();
+                h.retry = Some((unit, traits));
+            }
+        }
+    }
+
+    /// Remembers where the last unit went and why (`SHOW pgroute.last_route`).
+    fn note_route(&mut self, route: Route, reason: Reason) {
+        tracing::trace!(node = route.node(), %reason, "routed");
+        self.last_route = Some((route, reason));
+    }
+
+    /// Writes a unit for the held connection: names rewritten, missing statements prepared.
+    pub(super) fn encode_unit(&mut self, unit: &Unit, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        match unit {
+            Unit::Query { frame, class } => {
+                to_server.extend_from_slice(frame);
+                let mut expect = Expect::new(ExpectKind::Query);
+                expect.class = Some(class.clone());
+                h.relay.expects.push_back(expect);
+                // "the unnamed prepared statement … is destroyed by a simple Query"
+                self.unnamed_on_held = false;
+                self.state.copy_data_sent = false;
+            }
+            Unit::Batch(msgs) => {
+                let unnamed = if self.unnamed_on_held {
+                    None
+                } else {
+                    self.unnamed.as_ref()
+                };
+                let had_unnamed = unnamed.is_some();
+                let mut enc = Encoder {
+                    conn: &mut h.conn,
+                    out: to_server,
+                    expects: &mut h.relay.expects,
+                    unnamed,
+                    copy_data: self.state.copy_data_sent,
+                };
+                let mut parsed_unnamed = false;
+                for msg in msgs {
+                    parsed_unnamed |= matches!(msg, ExtMsg::ParseUnnamed { .. });
+                    enc.encode(msg);
+                }
+                let injected = had_unnamed && enc.unnamed.is_none();
+                self.state.copy_data_sent = enc.copy_data;
+                self.unnamed_on_held |= parsed_unnamed || injected;
+            }
+        }
+    }
+
+    /// Takes a server connection where `decision` says. A replica that cannot be reached is
+    /// skipped and the unit routed again (nothing was sent yet, so this is safe); the primary's
+    /// failure is the unit's error. A read waiting for a replica to catch up waits for the
+    /// monitor's next views, up to `consistency.max_wait`.
+    pub(super) async fn acquire(
+        &mut self,
+        traits: &Traits,
+        mut decision: Decision,
+        mut excluded: Vec<usize>,
+        to_server: &mut BytesMut,
+    ) -> Result<(), Refusal> {
+        let proxy = self.proxy.clone();
+        let mut deadline = None;
+        loop {
+            // Registered before the view is read, so no update is missed.
+            let changed = proxy.cluster.changed();
+            let (route, reason) = match decision {
+                Decision::Node(route, reason) => (route, reason),
+                Decision::Refuse(e) => return Err(Refusal::Route(e)),
+                Decision::WaitForReplica(_) => {
+                    let now = Instant::now();
+                    let until = *deadline.get_or_insert(now + proxy.router.policy().max_wait);
+                    if now < until {
+                        let _ = tokio::time::timeout(until - now, changed).await;
+                    }
+                    decision = self.reroute(traits, &excluded, Instant::now() >= until);
+                    continue;
+                }
+                // Only decisions about a held connection; none is held here.
+                Decision::Held(_) | Decision::WaitForHeld | Decision::CloseSequence => {
+                    decision = self.reroute(traits, &excluded, deadline.is_some());
+                    continue;
+                }
+            };
+            let node = route.node();
+            match self.pools[node].acquire().await {
+                Ok(conn) => {
+                    self.hold(conn, route, to_server);
+                    self.note_route(route, reason);
+                    return Ok(());
+                }
+                Err(e @ BackendError::Refused(_)) => return Err(Refusal::Backend(e)),
+                Err(e) if matches!(route, Route::Replica(_)) => {
+                    tracing::debug!(node, error = %e, "replica unavailable, rerouting read");
+                    excluded.push(node);
+                    decision = self.reroute(traits, &excluded, deadline.is_some());
+                }
+                Err(e) => return Err(Refusal::Backend(e)),
+            }
+        }
+    }
+
+    /// The decision for a unit that needs a connection of its own.
+    fn reroute(&mut self, traits: &Traits, excluded: &[usize], waited: bool) -> Decision {
+        let question = Question {
+            unit: traits.unit,
+            session: self.session_facts(&traits.hints),
+            held: None,
+            exclude: excluded,
+            waited,
+        };
+        self.proxy.router.decide(&question, &mut self.route_scratch)
+    }
+
+    /// The decision for a read to retry after `failed` failed it.
+    pub(super) fn retry_decision(&mut self, traits: &Traits, failed: usize) -> Decision {
+        self.reroute(traits, &[failed], false)
+    }
+
+    /// Makes a freshly acquired connection the session's: session parameters brought up to
+    /// date (hidden), cancel target and NOTIFY pids set.
+    fn hold(
+        &mut self,
+        mut conn: crate::backend::PooledConn,
+        route: Route,
+        to_server: &mut BytesMut,
+    ) {
+        let mut relay = std::mem::take(&mut self.spare_relay).reset();
+        if let Some(sql) = params::sync_sql(&self.params, &conn.session_params) {
+            messages::query(to_server, &sql);
+            relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+            conn.session_params = self.params.clone();
+        }
+        self.cancel.set_target(Some(cancel::Target {
+            addr: conn.node().addr.clone(),
+            pid: conn.backend_pid,
+            secret: conn.backend_secret,
+        }));
+        relay.set_pids(conn.backend_pid, self.cancel.key().0);
+        self.held = Some(Held {
+            conn,
+            route,
+            relay,
+            retry: None,
+            wrote: false,
+        });
+    }
+
+    /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
+    pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
+        let msg = format!("pgroute: {}", e.message());
+        messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
+        if ready {
+            messages::ready_for_query(&mut self.out, self.state.txn.byte());
+        }
+    }
+}
