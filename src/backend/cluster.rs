@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::view::{ClusterView, Primary};
 use crate::config::{Config, Role};
-use crate::monitor::view::{ClusterView, Primary};
 
 /// Backoff after a failed connection: doubles per consecutive failure up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 
+use crate::backend::view::{ClusterView, NodeView, Primary};
 use crate::backend::Cluster;
 use crate::classify::Target;
 use crate::config::{Balance, Role, WhenAllLagging};
-use crate::monitor::view::{ClusterView, NodeView, Primary};
 
 /// Where a unit of work (a Query, or an extended batch up to Sync) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,11 +12,11 @@ use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
 use super::{Held, Session, SessionError};
+use crate::backend::view::{Lsn, NodeView};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
 use crate::consistency::{parse_hints, Hints, ReadPolicy};
-use crate::monitor::view::NodeView;
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame, Body};
 use crate::router::{Route, RouteError};
@@ -259,7 +259,7 @@ impl Session {
                     ReadPolicy::Replica { min_lsn, max_lag } => {
                         let view = self.proxy.cluster.view();
                         let fresh = view.nodes.get(node).is_some_and(|nv| {
-                            nv.replay_lsn.unwrap_or(0) >= min_lsn
+                            nv.replay_lsn.unwrap_or_default() >= min_lsn
                                 && max_lag.is_none_or(|m| nv.lag_time <= m)
                         });
                         if fresh {
@@ -547,7 +547,7 @@ impl Session {
             ReadPolicy::Replica { min_lsn, max_lag } => (min_lsn, max_lag),
         };
         let usable = |nv: &NodeView| {
-            nv.replay_lsn.unwrap_or(0) >= min_lsn && max_lag.is_none_or(|m| nv.lag_time <= m)
+            nv.replay_lsn.unwrap_or_default() >= min_lsn && max_lag.is_none_or(|m| nv.lag_time <= m)
         };
         let max_wait = self.proxy.config.consistency.max_wait;
         // Read only once waiting could help: most reads never look at the clock here.
@@ -556,14 +556,14 @@ impl Session {
             // Register for the next view before looking at this one, so no update is missed.
             let changed = self.proxy.cluster.changed();
             let route = router.route(Target::Read, excluded, &usable, traits.executes)?;
-            let waiting_helps = min_lsn > 0 && matches!(route, Route::Primary(_));
+            let waiting_helps = min_lsn > Lsn::ZERO && matches!(route, Route::Primary(_));
             if !waiting_helps {
                 return Ok(route);
             }
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(now + max_wait);
             if now >= deadline {
-                tracing::debug!(reason = "primary:ryw", min_lsn, "read routed");
+                tracing::debug!(reason = "primary:ryw", %min_lsn, "read routed");
                 return Ok(route);
             }
             let _ = tokio::time::timeout(deadline - now, changed).await;
