@@ -32,7 +32,7 @@ pub struct Settings {
     /// `failover.auto_promote`.
     pub auto_promote: bool,
     pub promote_after: Duration,
-    /// `None` when no monitor login is configured (the monitor then publishes nothing).
+    /// `None` when no monitor login is configured (no node is probed then).
     pub login: Option<MonitorLogin>,
     /// In `[[nodes]]` order.
     pub nodes: Vec<NodeTarget>,
