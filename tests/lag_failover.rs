@@ -930,3 +930,68 @@ async fn auto_promote_promotes_a_replica_after_promote_after() {
         assert_eq!(try_write(&client).await.expect("write"), ran_on);
     }
 }
+
+/// Issue 9 item 16: on a lightly written cluster (one small row every 300 ms, written through
+/// pgroute) replicas that keep up must keep taking reads under a tight `max_time`, whatever the
+/// phase of the writes against the monitor's samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lightly_written_caught_up_replicas_keep_taking_reads() {
+    let cluster = new_cluster();
+    let proxy = start_proxy(
+        &cluster,
+        "[consistency]\nread_your_writes = \"off\"\n\n\
+         [lag]\ncheck_interval = \"100ms\"\nmax_time = \"1s\"\n",
+    );
+    let client = proxy.connect().await;
+    let writer = proxy.connect().await;
+    let (p1, p2) = (port(&cluster, 1), port(&cluster, 2));
+    writer
+        .batch_execute("CREATE TABLE light_writes (id serial PRIMARY KEY, v int)")
+        .await
+        .expect("create light_writes through pgroute");
+    caught_up(&cluster);
+    wait_reads_on(
+        &client,
+        "reads on both replicas at first",
+        &[p1, p2],
+        true,
+        SETTLE,
+    )
+    .await;
+
+    let began = Instant::now();
+    let mut next_write = began;
+    let mut writes = 0;
+    let mut reads = BTreeMap::new();
+    let mut lagging = Vec::new();
+    while began.elapsed() < Duration::from_secs(5) {
+        if Instant::now() >= next_write {
+            writer
+                .batch_execute("INSERT INTO light_writes (v) VALUES (1)")
+                .await
+                .expect("write through pgroute");
+            writes += 1;
+            next_write += Duration::from_millis(300);
+        }
+        let (ran_on, _) = read(&client).await;
+        *reads.entry(ran_on).or_insert(0) += 1;
+        let nodes = show_nodes(&client).await;
+        let out = nodes.iter().skip(1).any(|n| n["takes_reads"] != "true");
+        if out || !lagging.is_empty() && lagging.len() < 20 {
+            // The view when a replica went out, and a few after it.
+            lagging.push((began.elapsed(), nodes));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(writes >= 15, "{writes} writes");
+    assert!(
+        lagging.is_empty(),
+        "a caught-up replica of a lightly written cluster was taken out of reads \
+         (SHOW pgroute.nodes then): {lagging:#?}"
+    );
+    assert!(
+        reads.keys().all(|p| [p1, p2].contains(p)),
+        "every read on a replica ({p1}, {p2}), none on the primary: {reads:?}"
+    );
+    assert_eq!(reads.len(), 2, "reads on both replicas: {reads:?}");
+}

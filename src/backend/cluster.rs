@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::view::{ClusterView, Primary};
 use crate::config::{Config, Role};
-use crate::monitor::view::{ClusterView, Primary};
 
 /// Backoff after a failed connection: doubles per consecutive failure up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -16,7 +16,46 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 struct Health {
     down_until: Option<Instant>,
+    /// Failures since the node was last up: each one after a backoff window has passed doubles
+    /// the next window.
     failures: u32,
+}
+
+/// What one failure did to a node's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The node was up: it is down now, for `backoff`.
+    NewOutage { backoff: Duration },
+    /// A retry after the backoff failed: down again, for a longer `backoff`.
+    FailedRetry { backoff: Duration },
+    /// Another failure inside the current window (a checkout that began before the node was
+    /// marked down): changes nothing.
+    InWindow,
+}
+
+impl Health {
+    fn fail(&mut self, now: Instant) -> Failure {
+        if self.down_until.is_some_and(|t| now < t) {
+            return Failure::InWindow;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let backoff = BACKOFF_MIN
+            .saturating_mul(1u32 << (self.failures - 1).min(5))
+            .min(BACKOFF_MAX);
+        self.down_until = Some(now + backoff);
+        if self.failures == 1 {
+            Failure::NewOutage { backoff }
+        } else {
+            Failure::FailedRetry { backoff }
+        }
+    }
+
+    /// A success. Returns whether the node was down.
+    fn recover(&mut self) -> bool {
+        let was_down = self.failures > 0;
+        *self = Health::default();
+        was_down
+    }
 }
 
 /// One PostgreSQL server from `[[nodes]]`.
@@ -64,23 +103,29 @@ impl Node {
     }
 
     /// Marks the node down after a failed connection or probe; it is retried after a backoff.
+    /// Logged once when the node goes down (warn) and when it is back (info); failures while
+    /// it is down log at debug.
     pub fn mark_down(&self, why: &dyn std::fmt::Display) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        h.failures = h.failures.saturating_add(1);
-        let backoff = BACKOFF_MIN
-            .saturating_mul(1u32 << (h.failures - 1).min(5))
-            .min(BACKOFF_MAX);
-        h.down_until = Some(Instant::now() + backoff);
-        tracing::warn!(node = %self.name, failures = h.failures, ?backoff, error = %why, "node marked down");
+        match h.fail(Instant::now()) {
+            Failure::NewOutage { backoff } => {
+                tracing::warn!(node = %self.name, ?backoff, error = %why, "node marked down");
+            }
+            Failure::FailedRetry { backoff } => {
+                tracing::debug!(node = %self.name, failures = h.failures, ?backoff, error = %why, "node still down");
+            }
+            Failure::InWindow => {
+                tracing::debug!(node = %self.name, error = %why, "node already down");
+            }
+        }
     }
 
     /// Records a successful connection or probe.
     pub fn mark_up(&self) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        if h.failures > 0 {
+        if h.recover() {
             tracing::info!(node = %self.name, "node is up again");
         }
-        *h = Health::default();
     }
 }
 
@@ -148,5 +193,57 @@ impl Cluster {
             Primary::Known(n) => n,
             _ => self.configured_primary,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_failing_node_goes_down_once_and_backs_off_longer_per_failed_retry() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        assert_eq!(
+            h.fail(t0),
+            Failure::NewOutage {
+                backoff: BACKOFF_MIN
+            }
+        );
+        // 36 more checkouts fail within the same 40 ms: one outage, not 37.
+        for i in 1..=36 {
+            assert_eq!(h.fail(t0 + i * MS), Failure::InWindow, "failure {i}");
+        }
+        assert_eq!(h.down_until, Some(t0 + BACKOFF_MIN));
+        // The retry after the window fails: down again, twice as long.
+        let retry = t0 + BACKOFF_MIN;
+        assert_eq!(
+            h.fail(retry),
+            Failure::FailedRetry {
+                backoff: 2 * BACKOFF_MIN
+            }
+        );
+        let mut at = retry + 2 * BACKOFF_MIN;
+        for _ in 0..10 {
+            if let Failure::FailedRetry { backoff } = h.fail(at) {
+                at += backoff;
+            }
+        }
+        assert_eq!(
+            h.fail(at),
+            Failure::FailedRetry {
+                backoff: BACKOFF_MAX
+            }
+        );
+        assert!(h.recover(), "the success ends an outage");
+        assert!(!h.recover(), "and only once");
+        assert_eq!(
+            h.fail(at),
+            Failure::NewOutage {
+                backoff: BACKOFF_MIN
+            }
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! Server side of the proxy: raw authenticated connections to the nodes, their pools, and each
-//! node's live state (health, outstanding work) that the router reads.
+//! Server side of the proxy: raw authenticated connections to the nodes, their pools, each
+//! node's live state (health, outstanding work) and the monitor's view of the cluster, which the
+//! router reads.
 
 pub mod cluster;
 pub mod conn;
 pub mod pool;
+pub mod view;
 
 use std::time::Duration;
 

@@ -17,8 +17,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::backend::view::Lsn;
 use crate::config::RywMode;
-use crate::monitor::view::{format_lsn, parse_lsn, Lsn};
 
 /// Per-statement hints from a leading comment: `/* pgroute.min_lsn=0/16B3748 */`,
 /// `/* pgroute.max_lag=200ms */`.
@@ -48,7 +48,7 @@ pub fn parse_hints(sql: &str) -> Hints {
 fn apply_setting(hints: &mut Hints, name: &str, value: &str) -> Result<(), String> {
     match name.to_ascii_lowercase().as_str() {
         "pgroute.min_lsn" => {
-            hints.min_lsn = Some(parse_lsn(value).ok_or_else(|| format!("invalid LSN {value:?}"))?)
+            hints.min_lsn = Some(Lsn::parse(value).ok_or_else(|| format!("invalid LSN {value:?}"))?)
         }
         "pgroute.max_lag" => {
             hints.max_lag = Some(
@@ -91,7 +91,7 @@ impl Session {
         Session {
             mode,
             stick_for,
-            min_lsn: 0,
+            min_lsn: Lsn::ZERO,
             settings: Hints::default(),
             stick_until: None,
             wrote: false,
@@ -118,7 +118,7 @@ impl Session {
     pub fn set(&mut self, name: &str, sql_value: &str) -> Result<(), String> {
         let value = unquote(sql_value);
         if name.eq_ignore_ascii_case("pgroute.min_lsn") {
-            let lsn = parse_lsn(&value).ok_or_else(|| format!("invalid LSN {value:?}"))?;
+            let lsn = Lsn::parse(&value).ok_or_else(|| format!("invalid LSN {value:?}"))?;
             self.min_lsn = self.min_lsn.max(lsn);
             return Ok(());
         }
@@ -134,7 +134,7 @@ impl Session {
     /// `SHOW pgroute.*`.
     pub fn show(&self, name: &str) -> Option<String> {
         match name.to_ascii_lowercase().as_str() {
-            "pgroute.lsn" | "pgroute.min_lsn" => Some(format_lsn(self.min_lsn)),
+            "pgroute.lsn" | "pgroute.min_lsn" => Some(self.min_lsn.to_string()),
             "pgroute.max_lag" => Some(
                 self.settings
                     .max_lag
@@ -152,7 +152,7 @@ impl Session {
     /// What the next read requires, given the statement's own hints.
     pub fn read_policy(&self, hints: &Hints, now: Instant) -> ReadPolicy {
         let max_lag = hints.max_lag.or(self.settings.max_lag);
-        let token = hints.min_lsn.unwrap_or(0).max(self.min_lsn);
+        let token = hints.min_lsn.unwrap_or_default().max(self.min_lsn);
         let min_lsn = match self.mode {
             RywMode::Lsn => token,
             RywMode::Time if self.stick_until.is_some_and(|t| now < t) => {
@@ -160,7 +160,7 @@ impl Session {
             }
             RywMode::Session if self.wrote => return ReadPolicy::Primary,
             // Tokens handed over explicitly are honoured in every mode.
-            _ => hints.min_lsn.unwrap_or(0),
+            _ => hints.min_lsn.unwrap_or_default(),
         };
         ReadPolicy::Replica { min_lsn, max_lag }
     }
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn hints_are_read_from_leading_comments_only() {
         let h = parse_hints("/* pgroute.min_lsn=0/16B3748 */ SELECT 1");
-        assert_eq!(h.min_lsn, Some(0x16B3748));
+        assert_eq!(h.min_lsn, Some(Lsn(0x16B3748)));
         let h = parse_hints("/* app=x */ /* pgroute.max_lag=200ms */\nSELECT 1");
         assert_eq!(h.max_lag, Some(Duration::from_millis(200)));
         assert_eq!(
@@ -203,22 +203,22 @@ mod tests {
         assert_eq!(
             s.read_policy(&Hints::default(), now),
             ReadPolicy::Replica {
-                min_lsn: 0,
+                min_lsn: Lsn::ZERO,
                 max_lag: None
             }
         );
-        s.on_lsn(100);
-        s.on_lsn(50); // never goes back
-        assert_eq!(s.token(), 100);
+        s.on_lsn(Lsn(100));
+        s.on_lsn(Lsn(50)); // never goes back
+        assert_eq!(s.token(), Lsn(100));
         s.set("pgroute.min_lsn", "'0/C8'").unwrap(); // 200
         let hint = Hints {
-            min_lsn: Some(150),
+            min_lsn: Some(Lsn(150)),
             max_lag: Some(Duration::from_millis(5)),
         };
         assert_eq!(
             s.read_policy(&hint, now),
             ReadPolicy::Replica {
-                min_lsn: 200,
+                min_lsn: Lsn(200),
                 max_lag: Some(Duration::from_millis(5))
             }
         );
@@ -251,11 +251,11 @@ mod tests {
         );
         let mut off = Session::new(RywMode::Off, Duration::ZERO);
         off.on_commit(now);
-        off.on_lsn(500);
+        off.on_lsn(Lsn(500));
         assert_eq!(
             off.read_policy(&Hints::default(), now),
             ReadPolicy::Replica {
-                min_lsn: 0,
+                min_lsn: Lsn::ZERO,
                 max_lag: None
             }
         );

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::classify::Target;
 use crate::config::{Balance, ReadOnlyTxnRoute, Role, WhenAllLagging};
 use crate::consistency::ReadPolicy;
-use crate::monitor::view::{ClusterView, NodeView, Primary};
+use crate::backend::view::{ClusterView, NodeView, Primary};
 
 use super::{pick_replica, Candidate, Route, RouteError};
 

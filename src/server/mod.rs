@@ -26,7 +26,12 @@ pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
 /// Accepts clients until `shutdown` fires, then waits for the sessions to finish.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
-    let monitor = crate::monitor::spawn(proxy.clone(), shutdown.clone());
+    let monitor = crate::monitor::spawn(
+        proxy.cluster.clone(),
+        proxy.pools.clone(),
+        crate::monitor::Settings::from_config(&proxy.config),
+        shutdown.clone(),
+    );
     let limit = Arc::new(Semaphore::new(proxy.config.max_client_conn));
     let next_id = AtomicU64::new(1);
     let mut backoff = Duration::from_millis(5);

@@ -9,7 +9,6 @@ use super::state::TxnStatus;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
-use crate::monitor::view::format_lsn;
 use crate::protocol::messages::{self, Severity};
 
 /// `SHOW pgroute.x`, if that is the whole statement.
@@ -188,7 +187,7 @@ fn node_rows(session: &Session) -> Vec<Vec<String>> {
                 node.addr.to_string(),
                 role.to_owned(),
                 nv.reachable.to_string(),
-                nv.replay_lsn.map(format_lsn).unwrap_or_default(),
+                nv.replay_lsn.map(|l| l.to_string()).unwrap_or_default(),
                 nv.lag_bytes.to_string(),
                 nv.lag_time.as_millis().to_string(),
                 takes_reads.to_string(),

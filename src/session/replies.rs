@@ -16,7 +16,6 @@ use super::{Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::PinReason;
 use crate::config::RywMode;
-use crate::monitor::view::format_lsn;
 use crate::protocol::messages::{self, Severity};
 
 impl Session {
@@ -154,7 +153,7 @@ impl Session {
             }
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
-                messages::parameter_status(&mut self.out, "pgroute.lsn", &format_lsn(token));
+                messages::parameter_status(&mut self.out, "pgroute.lsn", &token.to_string());
             }
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);

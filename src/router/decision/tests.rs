@@ -1,23 +1,24 @@
 //! Table-driven tests of the routing decision, without a database.
 use super::*;
+use crate::backend::view::Lsn;
 
 /// Node 0 the primary, nodes 1 and 2 caught-up replicas, all up.
 fn view() -> ClusterView {
     let replica = NodeView {
         reachable: true,
         in_recovery: Some(true),
-        replay_lsn: Some(100),
+        replay_lsn: Some(Lsn(100)),
         ..NodeView::default()
     };
     ClusterView {
         observed: true,
         primary: Primary::Known(0),
-        primary_lsn: Some(100),
+        primary_lsn: Some(Lsn(100)),
         nodes: vec![
             NodeView {
                 reachable: true,
                 in_recovery: Some(false),
-                replay_lsn: Some(100),
+                replay_lsn: Some(Lsn(100)),
                 ..NodeView::default()
             },
             replica.clone(),
@@ -62,7 +63,7 @@ fn session() -> SessionFacts {
         read_only_default: false,
         session_mode: false,
         read: ReadPolicy::Replica {
-            min_lsn: 0,
+            min_lsn: Lsn::ZERO,
             max_lag: None,
         },
     }
@@ -125,7 +126,7 @@ fn held(route: Route) -> HeldFacts {
 
 fn needs_lsn(lsn: u64) -> ReadPolicy {
     ReadPolicy::Replica {
-        min_lsn: lsn.into(),
+        min_lsn: Lsn(lsn),
         max_lag: None,
     }
 }
@@ -212,7 +213,7 @@ fn reads_fall_back_to_the_primary_with_the_reason() {
 #[test]
 fn only_a_replica_that_replayed_the_sessions_lsn_serves_its_read() {
     let mut c = Case::new(Target::Read);
-    c.view.nodes[1].replay_lsn = Some(150);
+    c.view.nodes[1].replay_lsn = Some(Lsn(150));
     c.session.read = needs_lsn(120);
     assert_eq!(
         c.decide(),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::statements::Statement;
+use crate::backend::view::Lsn;
 use crate::classify::Classification;
-use crate::monitor::view::{parse_lsn, Lsn};
 use crate::protocol::{frame_len, messages, tag, FrameError};
 
 /// What one frontend message will be answered with.
@@ -425,7 +425,7 @@ impl Relay {
             }
             if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
                 let first = columns(frame).into_iter().next().flatten();
-                if let Some(lsn) = first.as_deref().and_then(parse_lsn) {
+                if let Some(lsn) = first.as_deref().and_then(Lsn::parse) {
                     events.push(Event::Lsn(lsn));
                 }
             }

@@ -153,7 +153,7 @@ fn captured_lsn_is_reported_and_hidden_from_the_client() {
     );
     assert!(matches!(
         events[..],
-        [Event::Ready(b'I'), Event::Lsn(0x16B3748)]
+        [Event::Ready(b'I'), Event::Lsn(Lsn(0x16B3748))]
     ));
     assert!(relay.is_idle());
 }

@@ -1,0 +1,256 @@
+//! Everything the monitor derives from probe results, as plain state and functions: no I/O, no
+//! clock (every call is given `now`), so the derivation is tested sample by sample.
+
+use std::time::{Duration, Instant};
+
+use super::lag::{observe_primary, LagLimits, LsnHistory};
+use super::probe::{ProbeError, Sample};
+use crate::backend::view::{ClusterView, Lsn, NodeView, Primary};
+
+/// Consecutive inconclusive probe failures (timeouts, query errors) before a node counts as
+/// unreachable. A refused connection counts at once.
+pub const FAILURES_TO_MARK_DOWN: u32 = 3;
+
+/// A change in a node's reachability that the caller acts on (node health, pools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    Up,
+    Down(ProbeError),
+}
+
+/// The monitor's knowledge of the cluster.
+pub struct State {
+    names: Vec<String>,
+    check_interval: Duration,
+    limits: LagLimits,
+    nodes: Vec<NodeView>,
+    probed: Vec<bool>,
+    /// When each node's last successful probe was sent.
+    asked_at: Vec<Option<Instant>>,
+    /// Consecutive failed probes per node.
+    failures: Vec<u32>,
+    history: LsnHistory,
+    primary: Primary,
+    primary_missing_since: Option<Instant>,
+    /// When the primary last answered a probe: replicas cannot be known to be fresher than that.
+    primary_seen_at: Option<Instant>,
+}
+
+impl State {
+    /// Before any probe: `primary` is the configured one.
+    pub fn new(
+        names: Vec<String>,
+        check_interval: Duration,
+        limits: LagLimits,
+        primary: Primary,
+    ) -> Self {
+        let n = names.len();
+        State {
+            names,
+            check_interval,
+            limits,
+            nodes: vec![NodeView::default(); n],
+            probed: vec![false; n],
+            asked_at: vec![None; n],
+            failures: vec![0; n],
+            history: LsnHistory::default(),
+            primary,
+            primary_missing_since: None,
+            primary_seen_at: None,
+        }
+    }
+
+    /// How long an answer may be missing before the time without one counts as lag.
+    fn grace(&self) -> Duration {
+        self.check_interval * 2
+    }
+
+    /// Folds one probe result into the node's state (health, role, replay position). Returns
+    /// the change in the node's reachability, if any.
+    pub fn record(
+        &mut self,
+        id: usize,
+        result: Result<Sample, ProbeError>,
+    ) -> Option<Reachability> {
+        let first_probe = !self.probed[id];
+        self.probed[id] = true;
+        match result {
+            Ok(sample) => {
+                self.failures[id] = 0;
+                let change = (!self.nodes[id].reachable).then_some(Reachability::Up);
+                self.record_sample(id, &sample);
+                change
+            }
+            Err(e) => {
+                self.failures[id] += 1;
+                let down = e.conclusive || self.failures[id] >= FAILURES_TO_MARK_DOWN;
+                if !down && !first_probe {
+                    tracing::debug!(node = %self.names[id], error = %e, "probe failed");
+                    return None;
+                }
+                let nv = &mut self.nodes[id];
+                let change = (nv.reachable || first_probe).then_some(Reachability::Down(e));
+                nv.reachable = false;
+                change
+            }
+        }
+    }
+
+    fn record_sample(&mut self, id: usize, sample: &Sample) {
+        let nv = &mut self.nodes[id];
+        nv.reachable = true;
+        if nv.in_recovery.is_some_and(|r| r != sample.in_recovery) {
+            tracing::warn!(node = %self.names[id], in_recovery = sample.in_recovery, "node changed role");
+            nv.replay_lsn = None;
+        }
+        nv.in_recovery = Some(sample.in_recovery);
+        nv.timeline = sample.timeline;
+        self.asked_at[id] = Some(sample.asked_at);
+        if sample.in_recovery {
+            // Replay positions only move forward: keep the highest seen.
+            nv.replay_lsn = Some(nv.replay_lsn.map_or(sample.lsn, |l| l.max(sample.lsn)));
+        } else {
+            nv.replay_lsn = Some(sample.lsn);
+            if self.primary == Primary::Known(id) {
+                // The primary had reached this position by the time it answered.
+                self.history.record(sample.answered_at, sample.lsn);
+                self.primary_seen_at = Some(sample.answered_at);
+            }
+        }
+    }
+
+    /// Recomputes primary, lag and eligibility from the node states.
+    pub fn derive(&mut self, now: Instant) -> ClusterView {
+        let observed = self.probed.iter().all(|p| *p);
+        // Until every node answered once, the configured primary stands.
+        let primary = if observed {
+            observe_primary(&self.nodes)
+        } else {
+            self.primary.clone()
+        };
+        if primary != self.primary {
+            self.on_primary_change(&primary, now);
+            self.primary = primary.clone();
+        }
+        let primary_lsn = match primary {
+            Primary::Known(p) => self.nodes[p].replay_lsn,
+            _ => None,
+        };
+        for id in 0..self.nodes.len() {
+            let (bytes, time) = if self.nodes[id].in_recovery == Some(true) {
+                self.replica_lag(id, primary_lsn, now)
+            } else {
+                (0, Duration::ZERO)
+            };
+            self.set_lag(id, bytes, time);
+        }
+        ClusterView {
+            observed,
+            primary,
+            primary_lsn,
+            nodes: self.nodes.clone(),
+        }
+    }
+
+    /// A replica's lag in bytes and time.
+    ///
+    /// Time: how long before the replica was measured the primary was first seen past its
+    /// replay position. A replica measured at the primary's previous position, before the
+    /// primary was seen at the next one, is not behind as far as anyone knows. Time without an
+    /// answer beyond [`State::grace`] counts as lag, from the replica (while the primary has
+    /// moved past it) as from a reachable primary (whose writes since are unknown).
+    fn replica_lag(&self, id: usize, primary_lsn: Option<Lsn>, now: Instant) -> (u64, Duration) {
+        let replay = self.nodes[id].replay_lsn.unwrap_or_default();
+        let bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
+        let stale_from = now.checked_sub(self.grace());
+        let measured = match (self.asked_at[id], stale_from) {
+            (Some(asked), Some(stale)) => asked.max(stale),
+            (Some(asked), None) => asked,
+            (None, _) => now,
+        };
+        // Only while there is a primary to hear from: once it is found unreachable, counting
+        // every replica as lagging would leave reads nowhere to go.
+        let primary_unknown = match (&self.primary, self.primary_seen_at) {
+            (Primary::Known(_), Some(t)) => now
+                .saturating_duration_since(t)
+                .saturating_sub(self.grace()),
+            _ => Duration::ZERO,
+        };
+        (
+            bytes,
+            self.history.time_lag(replay, measured).max(primary_unknown),
+        )
+    }
+
+    /// Stores a node's lag and decides, with hysteresis, whether it lags.
+    fn set_lag(&mut self, id: usize, bytes: u64, time: Duration) {
+        let nv = &mut self.nodes[id];
+        nv.lag_bytes = bytes;
+        nv.lag_time = time;
+        let lagging = nv.in_recovery == Some(true) && self.limits.lagging(nv.lagging, bytes, time);
+        if lagging != nv.lagging {
+            let name = &self.names[id];
+            if lagging {
+                tracing::warn!(node = %name, lag_bytes = bytes, lag_time = ?time, "replica lags: no new reads");
+            } else if nv.in_recovery == Some(true) {
+                tracing::info!(node = %name, lag_bytes = bytes, lag_time = ?time, "replica caught up: takes reads again");
+            }
+        }
+        nv.lagging = lagging;
+    }
+
+    fn on_primary_change(&mut self, primary: &Primary, now: Instant) {
+        let names = |ids: &[usize]| {
+            ids.iter()
+                .map(|i| {
+                    format!(
+                        "{} (timeline {:?})",
+                        self.names[*i], self.nodes[*i].timeline
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match primary {
+            Primary::Known(n) => {
+                tracing::info!(primary = %names(&[*n]), "primary observed");
+                self.history.clear();
+                self.primary_seen_at = None;
+                self.primary_missing_since = None;
+            }
+            Primary::Missing => {
+                tracing::error!("no reachable primary: writes fail until one is back or promoted");
+                self.primary_missing_since = Some(now);
+            }
+            Primary::Conflict(ids) => {
+                let newest = ids.iter().max_by_key(|i| self.nodes[**i].timeline).copied();
+                tracing::error!(
+                    nodes = %names(ids),
+                    likely_current = ?newest.map(|i| &self.names[i]),
+                    "several nodes claim to be primary: writes refused until one steps down"
+                );
+            }
+        }
+    }
+
+    /// The replica to promote once the primary has been missing for `after`: the most
+    /// advanced reachable one. Asked once per outage: a second call returns `None`.
+    pub fn promotion_due(&mut self, now: Instant, after: Duration) -> Option<usize> {
+        let since = self.primary_missing_since?;
+        if now.saturating_duration_since(since) < after {
+            return None;
+        }
+        let best = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.reachable && n.in_recovery == Some(true))
+            .max_by_key(|(_, n)| n.replay_lsn)
+            .map(|(i, _)| i)?;
+        self.primary_missing_since = None;
+        Some(best)
+    }
+}
+
+#[cfg(test)]
+mod tests;
