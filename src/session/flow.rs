@@ -1,6 +1,8 @@
 //! The session loop: client messages in (a unit of work at a time, see [`super::dispatch`]),
 //! server replies relayed, and the client always read, so a client that leaves is noticed.
 
+use std::time::{Duration, Instant};
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -12,6 +14,9 @@ use crate::protocol::{frame_len, split_frame};
 /// Client bytes read ahead while a unit waits for the held connection.
 const BLOCKED_READ_LIMIT: usize = 1 << 20;
 
+/// How long replies still due are relayed after the client said Terminate or closed its side.
+const CLOSING_GRACE: Duration = Duration::from_secs(5);
+
 /// Outcome of reading from whichever side spoke first.
 enum Input {
     Client(std::io::Result<usize>),
@@ -20,29 +25,46 @@ enum Input {
 
 impl Session {
     pub(super) async fn run(&mut self) -> Result<(), SessionError> {
+        // Set once the client has said Terminate or closed its side: the replies to what it
+        // sent before are still relayed (PostgreSQL answers every message it read), up to this
+        // deadline, then the session ends.
+        let mut closing: Option<Instant> = None;
         loop {
             let (blocked, terminate) = self.process_client().await?;
             self.flush_client().await?;
             if terminate {
-                return Ok(());
+                closing.get_or_insert_with(|| Instant::now() + CLOSING_GRACE);
+            }
+            if let Some(deadline) = closing {
+                let pending = self.held.as_ref().is_some_and(|h| !h.relay.is_idle());
+                if !pending || self.state.copy != Copy::None || Instant::now() >= deadline {
+                    return Ok(());
+                }
             }
             // While a unit waits, the client is still read (up to a bound), so that a client
             // that goes away is noticed whatever the server is doing.
-            let read_client = !blocked || self.cbuf.len() < BLOCKED_READ_LIMIT;
+            let read_client =
+                closing.is_none() && (!blocked || self.cbuf.len() < BLOCKED_READ_LIMIT);
             let input = match self.held.as_mut() {
                 None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
                 Some(h) => {
                     let server = &mut *h.conn;
+                    let grace = closing.map_or(CLOSING_GRACE, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
                     // Biased (no random start per poll): the server's replies first.
                     tokio::select! {
                         biased;
                         r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
                         r = self.client.read_buf(&mut self.cbuf), if read_client => Input::Client(r),
+                        _ = tokio::time::sleep(grace), if closing.is_some() => continue,
                     }
                 }
             };
             match input {
-                Input::Client(Ok(0)) => return Err(SessionError::ClientGone),
+                Input::Client(Ok(0)) => {
+                    closing = Some(Instant::now() + CLOSING_GRACE);
+                }
                 Input::Client(Ok(_)) => {}
                 Input::Client(Err(e)) => return Err(SessionError::Client(e)),
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,

@@ -193,12 +193,7 @@ impl Session {
             if let Some(h) = self.held.take() {
                 // Kept for the next connection's replies: no allocation per transaction.
                 self.spare_relay = h.relay;
-                if self.spare_relay.may_send_stray() {
-                    // A ReadyForQuery may still come for an ambiguous Sync: not for the pool.
-                    drop(h.conn);
-                } else {
-                    h.conn.release();
-                }
+                h.conn.release();
             }
             self.state.on_connection_gone();
             self.unnamed_on_held = false;

@@ -68,6 +68,8 @@ pub struct Expect {
     /// fails, the server may or may not answer it (it answers only if it read it after the
     /// error).
     pub after_copy_data: bool,
+    /// A Sync that may get no ReadyForQuery (see `after_copy_data`).
+    pub optional: bool,
 }
 
 impl Expect {
@@ -83,6 +85,7 @@ impl Expect {
             rename: None,
             restore: None,
             after_copy_data: false,
+            optional: false,
         }
     }
 
@@ -168,12 +171,9 @@ pub struct Relay {
     held: BytesMut,
     /// The server is in COPY IN mode.
     copy_in: bool,
-    /// Syncs dropped from `expects` for the current COPY that were sent after COPY data: if the
-    /// COPY fails, the server answers those it reads after the error.
-    copy_ambiguous: usize,
-    /// ReadyForQuery messages the server may still send for such Syncs; each one that comes
-    /// unexpected is relayed to the client. The connection must not be pooled while any may come.
-    stray_ready: usize,
+    /// ReadyForQuery messages taken by optional Syncs in the current run of Syncs: each may
+    /// have been the answer to a later, required Sync of the run.
+    optional_answered: usize,
     /// (server pid, client pid): NotificationResponse raised by this server connection itself
     /// carries the pid the client was given.
     pids: (i32, i32),
@@ -199,8 +199,7 @@ impl Relay {
         self.held.clear();
         self.holding = false;
         self.copy_in = false;
-        self.copy_ambiguous = 0;
-        self.stray_ready = 0;
+        self.optional_answered = 0;
         self
     }
 
@@ -213,16 +212,14 @@ impl Relay {
         self.expects.is_empty()
     }
 
-    /// The server may still send a ReadyForQuery nobody expects (after a failed COPY whose
-    /// Syncs were ambiguous): the connection must be closed rather than pooled.
-    pub fn may_send_stray(&self) -> bool {
-        self.stray_ready > 0
-    }
-
     /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
-    /// the COPY fails before reading it, the server answers it.
+    /// the COPY fails before reading it (a Sync after COPY data), the server answers it.
     pub fn sync_during_copy(&mut self, after_copy_data: bool) {
-        self.copy_ambiguous += usize::from(after_copy_data);
+        if after_copy_data {
+            let mut e = Expect::new(ExpectKind::Sync);
+            e.optional = true;
+            self.expects.push_back(e);
+        }
     }
 
     /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
@@ -269,7 +266,7 @@ impl Relay {
         buf.advance(at);
         result?;
         let before = out.len();
-        self.settle_front(out);
+        self.settle_front(out, None);
         self.hold_or_release(out, before, true);
         Ok(replied)
     }
@@ -306,57 +303,74 @@ impl Relay {
         }
     }
 
-    /// A ReadyForQuery nobody expects, for a Sync the server read after a COPY failed.
-    fn stray(&mut self, t: u8, frame: &[u8], out: &mut BytesMut) -> bool {
-        let expected = self.expects.front().is_some_and(|e| e.completed_by(t));
-        if t != tag::READY_FOR_QUERY || expected || self.stray_ready == 0 {
-            return false;
-        }
-        self.stray_ready -= 1;
-        out.extend_from_slice(frame);
-        true
-    }
-
     /// The COPY IN the front statement started ended: with success, every Sync sent during it
     /// was ignored; with an error, those sent after COPY data may still be answered.
     fn copy_ended(&mut self, failed: bool, events: &mut Vec<Event>) {
         self.copy_in = false;
-        if failed {
-            self.stray_ready += self.copy_ambiguous;
+        if !failed {
+            let end = self.copy_region_end();
+            let mut i = 1;
+            let mut end = end;
+            while i < end {
+                if self.expects[i].optional {
+                    self.expects.remove(i);
+                    end -= 1;
+                } else {
+                    i += 1;
+                }
+            }
         }
-        self.copy_ambiguous = 0;
         events.push(Event::CopyInEnded);
+    }
+
+    /// Index of the CopyEnd marker of the COPY at the front (or the end of the queue).
+    fn copy_region_end(&self) -> usize {
+        self.expects
+            .iter()
+            .position(|e| e.kind == ExpectKind::CopyEnd)
+            .unwrap_or(self.expects.len())
     }
 
     /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
     /// Syncs sent after the statement now in COPY IN and before its CopyDone/CopyFail get no
-    /// ReadyForQuery.
+    /// ReadyForQuery — unless the COPY fails before the server reads them, which only a Sync
+    /// sent after COPY data can see: those become optional.
     fn copy_started(&mut self) {
-        let end = self
-            .expects
-            .iter()
-            .position(|e| e.kind == ExpectKind::CopyEnd)
-            .unwrap_or(self.expects.len());
+        let mut end = self.copy_region_end();
         let mut i = 1;
-        let mut end = end;
         while i < end {
-            if self.expects[i].kind == ExpectKind::Sync {
-                if let Some(e) = self.expects.remove(i) {
-                    self.copy_ambiguous += usize::from(e.after_copy_data);
-                }
+            let e = &mut self.expects[i];
+            if e.kind == ExpectKind::Sync && !e.after_copy_data {
+                self.expects.remove(i);
                 end -= 1;
-            } else {
-                i += 1;
+                continue;
             }
+            if e.kind == ExpectKind::Sync {
+                e.optional = true;
+            }
+            i += 1;
         }
     }
 
-    /// Sends synthetic replies now due and drops markers at the front.
-    fn settle_front(&mut self, out: &mut BytesMut) {
+    /// Sends synthetic replies now due and drops markers at the front; a frame other than
+    /// ReadyForQuery settles the optional Syncs ahead of it: they were ignored (or their
+    /// answer was taken by an optional one before them, see `optional_answered`).
+    fn settle_front(&mut self, out: &mut BytesMut, t: Option<u8>) {
         loop {
-            match self.expects.front().map(|e| &e.kind) {
-                Some(ExpectKind::Synthetic(bytes)) => out.extend_from_slice(bytes),
-                Some(ExpectKind::CopyEnd) => {}
+            let Some(front) = self.expects.front() else {
+                return;
+            };
+            match &front.kind {
+                ExpectKind::Synthetic(bytes) => out.extend_from_slice(bytes),
+                ExpectKind::CopyEnd => {}
+                ExpectKind::Sync if t.is_some_and(|t| t != tag::READY_FOR_QUERY) => {
+                    if !front.optional {
+                        if self.optional_answered == 0 {
+                            return;
+                        }
+                        self.optional_answered -= 1;
+                    }
+                }
                 _ => return,
             }
             self.expects.pop_front();
@@ -371,7 +385,7 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let t = frame[0];
         {
-            self.settle_front(out);
+            self.settle_front(out, Some(t));
             if t == tag::ERROR && messages::is_fatal(frame) {
                 if self.holding {
                     // Nothing reached the client yet: the read may still go elsewhere.
@@ -380,9 +394,6 @@ impl Relay {
                 // "FATAL … the server closes the connection": relayed whoever it was for.
                 out.extend_from_slice(frame);
                 events.push(Event::Fatal);
-                return Ok(());
-            }
-            if self.stray(t, frame, out) {
                 return Ok(());
             }
             if self.expects.is_empty() {
@@ -452,6 +463,11 @@ impl Relay {
         let Some(done) = self.expects.pop_front() else {
             return;
         };
+        match (done.kind == ExpectKind::Sync, done.optional) {
+            (true, true) => self.optional_answered += 1,
+            (true, false) => {}
+            (false, _) => self.optional_answered = 0,
+        }
         if let (Some(class), false) = (&done.class, done.failed) {
             if class.has_session_effects() && t != tag::PORTAL_SUSPENDED {
                 events.push(Event::Completed(class.clone()));

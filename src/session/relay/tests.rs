@@ -187,7 +187,6 @@ fn syncs_sent_into_a_simple_copy_get_no_ready_for_query() {
     let (out, events) = run(&mut relay, &server);
     assert_eq!(out, server.concat());
     assert!(relay.is_idle(), "{:?}", relay.expects);
-    assert!(!relay.may_send_stray());
     assert!(matches!(
         events[..],
         [
@@ -234,21 +233,52 @@ fn the_sync_behind_an_extended_copy_is_ignored_and_the_next_one_answered() {
 
 #[test]
 fn a_failed_copy_may_answer_syncs_sent_after_its_data() {
-    // Execute (COPY), then the client sent data, a Sync, more data: the COPY fails on the
-    // first data; whether that Sync is answered depends on when the server read it.
+    // Query(COPY), then the client sent data, a Sync, CopyDone, and a Sync of its own: the
+    // COPY fails on the data. Whether the first Sync is answered depends on when the server
+    // read it; either way the replies reach the client and the relay ends idle.
+    for answered in [true, false] {
+        let mut relay = Relay::default();
+        push(&mut relay, ExpectKind::Query);
+        let (_, _) = run(&mut relay, &[frame(b'G', b"\0\0\0")]);
+        relay.sync_during_copy(true);
+        relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+        push(&mut relay, ExpectKind::Sync);
+        push(&mut relay, ExpectKind::Query);
+        let error = frame(b'E', b"SERROR\0VERROR\0C22P02\0\0");
+        let mut server = vec![error, frame(b'Z', b"I")];
+        if answered {
+            server.push(frame(b'Z', b"I"));
+        }
+        server.extend([frame(b'Z', b"I"), frame(b'I', b""), frame(b'Z', b"I")]);
+        let (out, events) = run(&mut relay, &server);
+        assert_eq!(out, server.concat(), "answered: {answered}");
+        assert!(events.iter().any(|e| matches!(e, Event::CopyInEnded)));
+        assert!(relay.is_idle(), "answered: {answered}: {:?}", relay.expects);
+    }
+}
+
+#[test]
+fn a_sync_after_data_in_a_pipelined_extended_copy_is_answered_when_the_copy_fails() {
+    // Bind, Execute (COPY), CopyData (bad), Sync, then a Query: after the error the server
+    // discards up to that Sync and answers it.
     let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Bind);
     push(&mut relay, ExpectKind::Execute);
-    let (_, _) = run(&mut relay, &[frame(b'G', b"\0\0\0")]);
-    relay.sync_during_copy(true);
-    let (out, events) = run(&mut relay, &[frame(b'E', b"SERROR\0VERROR\0C22P02\0\0")]);
-    assert_eq!(out.len(), frame(b'E', b"SERROR\0VERROR\0C22P02\0\0").len());
-    assert!(events.iter().any(|e| matches!(e, Event::CopyInEnded)));
-    assert!(relay.is_idle());
-    assert!(relay.may_send_stray(), "the connection must not be pooled");
-    // The server did answer it: relayed, not an error.
-    let (out, _) = run(&mut relay, &[frame(b'Z', b"I")]);
-    assert_eq!(out, frame(b'Z', b"I"));
-    assert!(!relay.may_send_stray());
+    let mut sync = Expect::new(ExpectKind::Sync);
+    sync.after_copy_data = true;
+    relay.expects.push_back(sync);
+    push(&mut relay, ExpectKind::Query);
+    let server = [
+        frame(b'2', b""),
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C22P02\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'E', b"SERROR\0VERROR\0C42601\0\0"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
 }
 
 #[test]
