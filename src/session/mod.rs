@@ -210,8 +210,8 @@ async fn login(
     let params = params::from_startup(&startup_params);
     let consistency = &proxy.config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
-    for (name, value) in startup_params.iter().filter(|(n, _)| params::is_pgroute(n)) {
-        if let Err(msg) = ryw.set(name, value) {
+    for (name, value) in params::own_from_startup(&startup_params) {
+        if let Err(msg) = ryw.set(&name, &params::literal(&value)) {
             let e = SessionError::Refused(SqlState::INVALID_PARAMETER_VALUE, msg);
             return Err((e, Some(client)));
         }
