@@ -123,6 +123,10 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
             proxy.cancels.cancel(pid, secret).await;
             return;
         }
+        Ok(startup::Hello::Invalid(why)) => {
+            tracing::debug!(conn_id, why, "startup packet refused, connection closed");
+            return;
+        }
         Ok(startup::Hello::Startup { params, negotiate }) => {
             let span = tracing::debug_span!(
                 "session",
