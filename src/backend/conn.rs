@@ -78,11 +78,10 @@ impl ServerConn {
             last_used: now,
         };
         let mut out = BytesMut::new();
-        let params = [
-            ("user", login.user),
-            ("database", login.database),
-            ("application_name", "pgroute"),
-        ];
+        // No application_name: the server's default ('') is what a client that sets none must
+        // see, in ParameterStatus and SHOW, and the session parameters a client sets are
+        // replayed onto the connection from that default (params::sync_sql).
+        let params = [("user", login.user), ("database", login.database)];
         frontend::startup_message(params.iter().copied(), &mut out).map_err(BackendError::Io)?;
         conn.write(&out).await?;
         conn.authenticate(login).await?;

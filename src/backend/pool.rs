@@ -5,7 +5,7 @@
 //! A connection that is dropped instead of released is closed, so a dirty connection never
 //! returns to the pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ pub struct Pool {
     settings: PoolSettings,
     idle: Mutex<Vec<ServerConn>>,
     permits: Arc<Semaphore>,
+    /// The ParameterStatus values of the last connection this pool opened: a client's login is
+    /// answered from them, so it needs no free server connection.
+    reported: Mutex<Option<Arc<BTreeMap<String, String>>>>,
 }
 
 impl Pool {
@@ -86,6 +89,8 @@ impl Pool {
         match ServerConn::connect(&login).await {
             Ok(conn) => {
                 self.node.mark_up();
+                *self.reported.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(conn.server_params.clone()));
                 tracing::debug!(node = %self.node.name, conn = conn.id, "server connection opened");
                 Ok(conn)
             }
@@ -105,6 +110,15 @@ impl Pool {
                 Err(e)
             }
         }
+    }
+
+    /// What the server reported (ParameterStatus) when this pool last opened a connection;
+    /// None until one was opened, which proves that this user can log into this database.
+    pub fn server_params(&self) -> Option<Arc<BTreeMap<String, String>>> {
+        self.reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Closes every idle connection (after the node failed).
@@ -212,6 +226,7 @@ impl Pools {
                     settings: self.settings.clone(),
                     idle: Mutex::new(Vec::new()),
                     permits: Arc::new(Semaphore::new(self.settings.max_size)),
+                    reported: Mutex::new(None),
                 })
             })
             .clone()

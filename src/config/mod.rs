@@ -25,11 +25,13 @@ pub use validate::split_host_port;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read or parsed, or a value has the wrong type or an unknown key.
-    #[error("cannot load configuration: {source}")]
+    ///
+    /// The `config` crate's message is part of this one and not also offered as the error's
+    /// source, so a printed error chain says it once.
+    #[error("cannot load configuration: {cause}")]
     Load {
-        /// What the `config` crate reported.
-        #[source]
-        source: config::ConfigError,
+        /// What the `config` crate reported (it names the bad key).
+        cause: config::ConfigError,
     },
     /// The values were read but do not make a usable configuration.
     #[error("{key}: {reason}")]
@@ -43,7 +45,7 @@ pub enum ConfigError {
 
 impl From<config::ConfigError> for ConfigError {
     fn from(source: config::ConfigError) -> Self {
-        Self::Load { source }
+        Self::Load { cause: source }
     }
 }
 
@@ -95,18 +97,32 @@ impl Default for Config {
 }
 
 // Hand-written so that `{:?}` of a config never prints a password.
+// Every field is named in the pattern, so a new section cannot be left out of the output.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            listen,
+            max_client_conn,
+            users,
+            nodes,
+            pool,
+            lag,
+            routing,
+            consistency,
+            monitor,
+            failover,
+        } = self;
         f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("max_client_conn", &self.max_client_conn)
-            .field("users", &self.users)
-            .field("nodes", &self.nodes)
-            .field("pool", &self.pool)
-            .field("lag", &self.lag)
-            .field("routing", &self.routing)
-            .field("consistency", &self.consistency)
-            .field("monitor", &self.monitor)
+            .field("listen", listen)
+            .field("max_client_conn", max_client_conn)
+            .field("users", users)
+            .field("nodes", nodes)
+            .field("pool", pool)
+            .field("lag", lag)
+            .field("routing", routing)
+            .field("consistency", consistency)
+            .field("monitor", monitor)
+            .field("failover", failover)
             .finish()
     }
 }

@@ -757,3 +757,49 @@ fn load_reads_the_process_environment() {
         Duration::from_secs(42)
     );
 }
+
+#[test]
+fn debug_output_shows_every_section_and_no_password() {
+    let cfg = from_toml_str(&minimal_with("", "[failover]\nauto_promote = true\n")).expect("valid");
+    let printed = format!("{cfg:#?}");
+    for section in [
+        "pool",
+        "lag",
+        "routing",
+        "consistency",
+        "monitor",
+        "failover",
+    ] {
+        assert!(
+            printed.contains(&format!("{section}: ")),
+            "{section}: {printed}"
+        );
+    }
+    assert!(printed.contains("auto_promote: true"), "{printed}");
+    assert!(printed.contains("promote_after: 10s"), "{printed}");
+    assert!(!printed.contains("app-secret"), "{printed}");
+}
+
+/// Every message of an error's chain, outermost first, as `{:#}` of an `anyhow` error joins them.
+fn chain(err: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+#[test]
+fn a_load_error_names_the_bad_key_once_in_its_chain() {
+    let err =
+        from_toml_str(&minimal_with("", "[lag]\nmax_bytes = \"16XB\"\n")).expect_err("bad size");
+    let messages = chain(&err);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("lag.max_bytes"), "{messages:?}");
+    let err = from_toml_str(&minimal_with("", "[lag]\nbogus = 1\n")).expect_err("unknown key");
+    let messages = chain(&err);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].matches("`bogus`").count(), 1, "{messages:?}");
+}

@@ -128,6 +128,10 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
             proxy.cancels.cancel(pid, secret).await;
             return;
         }
+        Ok(startup::Hello::Invalid(why)) => {
+            tracing::debug!(conn_id, why, "startup packet refused, connection closed");
+            return;
+        }
         Ok(startup::Hello::Startup { params, negotiate }) => {
             let span = tracing::debug_span!(
                 "session",
@@ -215,8 +219,8 @@ async fn login(
     let params = params::from_startup(&startup_params);
     let consistency = &proxy.config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
-    for (name, value) in startup_params.iter().filter(|(n, _)| params::is_pgroute(n)) {
-        if let Err(msg) = ryw.set(name, value) {
+    for (name, value) in params::own_from_startup(&startup_params) {
+        if let Err(msg) = ryw.set(&name, &params::literal(&value)) {
             let e = SessionError::Refused(SqlState::INVALID_PARAMETER_VALUE, msg);
             return Err((e, Some(client)));
         }
@@ -263,12 +267,10 @@ impl Session {
         user: &UserConfig,
         startup: &BTreeMap<String, String>,
     ) -> Result<(), SessionError> {
-        // One pooled connection checks that the database exists and that pgroute can log in,
-        // and tells which parameters the server reports.
         let server_params = self.server_parameters().await?;
         let mut out = BytesMut::new();
         messages::authentication(&mut out, pgwire::messages::startup::Authentication::Ok);
-        for (name, value) in &server_params {
+        for (name, value) in server_params.iter() {
             let asked = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
             let value = asked.map(|(_, v)| v).unwrap_or(value);
             messages::parameter_status(&mut out, name, value);
@@ -284,14 +286,23 @@ impl Session {
             .map_err(SessionError::Client)
     }
 
-    async fn server_parameters(&mut self) -> Result<BTreeMap<String, String>, SessionError> {
+    /// The ParameterStatus values a login reports: those cached by the pools of this user and
+    /// database (the primary's first), so that a login waits for no server connection. Only
+    /// the first login for a user and database borrows one, which also checks that the
+    /// database exists and that pgroute can log in.
+    async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, SessionError> {
         let primary = self.proxy.cluster.primary();
-        let order = std::iter::once(primary).chain((0..self.pools.len()).filter(|n| *n != primary));
+        let order: Vec<usize> = std::iter::once(primary)
+            .chain((0..self.pools.len()).filter(|n| *n != primary))
+            .collect();
+        if let Some(params) = order.iter().find_map(|n| self.pools[*n].server_params()) {
+            return Ok(params);
+        }
         let mut last = None;
         for node in order {
             match self.pools[node].acquire().await {
                 Ok(conn) => {
-                    let params = conn.server_params.clone();
+                    let params = Arc::new(conn.server_params.clone());
                     conn.release();
                     return Ok(params);
                 }

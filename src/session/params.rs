@@ -25,27 +25,48 @@ fn ident(name: &str) -> String {
         .join(".")
 }
 
-/// The session parameters a StartupMessage asks for, including `-c name=value` in `options`.
+/// The session parameters a StartupMessage asks for, including `-c name=value` in `options`
+/// (`pgroute.*` ones excluded: see [`own_from_startup`]).
 pub fn from_startup(startup: &BTreeMap<String, String>) -> Params {
-    let mut params = Params::new();
-    for (name, value) in startup {
-        if !NOT_SETTINGS.contains(&name.as_str()) && !is_pgroute(name) {
-            params.insert(name.to_lowercase(), literal(value));
+    startup_settings(startup)
+        .filter(|(name, _)| !is_pgroute(name))
+        .map(|(name, value)| (name, literal(value)))
+        .collect()
+}
+
+/// The `pgroute.*` settings a StartupMessage asks for (name, value without quotes), as
+/// parameters or as `-c pgroute.x=…` in `options`.
+pub fn own_from_startup(startup: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    startup_settings(startup)
+        .filter(|(name, _)| is_pgroute(name))
+        .map(|(name, value)| (name, value.to_owned()))
+        .collect()
+}
+
+/// Every setting of a StartupMessage, parameters first, then `options`; names lower-cased as
+/// PostgreSQL compares them (ASCII only: `Ä.x` and `ä.x` are two placeholder settings).
+fn startup_settings(
+    startup: &BTreeMap<String, String>,
+) -> impl Iterator<Item = (String, &str)> + '_ {
+    let direct = startup
+        .iter()
+        .filter(|(name, _)| !NOT_SETTINGS.contains(&name.as_str()))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str()));
+    let mut words = startup
+        .get("options")
+        .map(|o| o.split_whitespace())
+        .into_iter()
+        .flatten();
+    let options = std::iter::from_fn(move || loop {
+        let setting = match words.next()? {
+            "-c" => words.next(),
+            w => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")),
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
+            return Some((name.replace('-', "_").to_ascii_lowercase(), value));
         }
-    }
-    if let Some(options) = startup.get("options") {
-        let mut words = options.split_whitespace();
-        while let Some(word) = words.next() {
-            let setting = match word {
-                "-c" => words.next(),
-                w => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")),
-            };
-            if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
-                params.insert(name.replace('-', "_").to_lowercase(), literal(value));
-            }
-        }
-    }
-    params
+    });
+    direct.chain(options)
 }
 
 /// `default_transaction_read_only` is on for this session: a plain `BEGIN` opens a read-only
@@ -61,7 +82,8 @@ pub fn read_only_by_default(params: &Params) -> bool {
 
 /// `pgroute.*` settings belong to the proxy, not to the servers.
 pub fn is_pgroute(name: &str) -> bool {
-    name.len() > 8 && name[..8].eq_ignore_ascii_case("pgroute.")
+    // Bytes, not `&name[..8]`: a client's name may have a multi-byte character across byte 8.
+    name.len() > 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"pgroute.")
 }
 
 /// Applies the changes a successful statement made (`pgroute.*` ones are the session's own).
@@ -245,5 +267,135 @@ mod tests {
             &start,
         );
         assert_eq!(p, start);
+    }
+
+    #[test]
+    fn a_multi_byte_character_across_byte_8_is_not_a_pgroute_name() {
+        assert!(!is_pgroute("pgrouteé.x"));
+        assert!(!is_pgroute("pgrouteé"));
+        assert!(is_pgroute("PGROUTE.é"));
+        assert!(!is_pgroute("pgroute."));
+        let p = from_startup(&startup(&[("pgrouteÉ.x", "1"), ("pgroute.min_lsn", "0/1")]));
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["pgrouteÉ.x"]);
+    }
+
+    #[test]
+    fn pgroute_settings_come_from_parameters_and_options() {
+        let own = own_from_startup(&startup(&[
+            ("pgroute.max_lag", "1s"),
+            ("options", "-c pgroute.min_lsn=0/1 -c work_mem=1MB"),
+        ]));
+        assert_eq!(
+            own,
+            [
+                ("pgroute.max_lag".to_owned(), "1s".to_owned()),
+                ("pgroute.min_lsn".to_owned(), "0/1".to_owned())
+            ]
+        );
+        let p = from_startup(&startup(&[("options", "-c pgroute.min_lsn=0/1")]));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    mod arbitrary_text {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::classify::classify;
+        use crate::consistency::{self, parse_hints};
+        use crate::session::local;
+
+        /// Names that start like pgroute's own, or not, followed by any text.
+        fn name() -> impl Strategy<Value = String> {
+            let prefix = prop_oneof!["", "pgroute", "pgroute.", "PgRoute.", "pgroute\\PC"];
+            (prefix, any::<String>()).prop_map(|(p, rest)| p + &rest)
+        }
+
+        /// What `is_pgroute` must say, computed another way.
+        fn expected_pgroute(name: &str) -> bool {
+            let lower: Vec<u8> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
+            lower.starts_with(b"pgroute.") && lower.len() > 8
+        }
+
+        proptest! {
+            /// Startup parameters of any text: no panic, `pgroute.*` ones go to the session,
+            /// the others to the servers as SQL literals of their values.
+            #[test]
+            fn startup_parameters(
+                pairs in proptest::collection::vec((name(), any::<String>()), 0..6),
+                options in any::<String>(),
+            ) {
+                let mut startup: BTreeMap<String, String> = pairs.into_iter().collect();
+                startup.insert("options".into(), options);
+                let server = from_startup(&startup);
+                let own = own_from_startup(&startup);
+                for (name, value) in &server {
+                    prop_assert!(!is_pgroute(name));
+                    prop_assert_eq!(name, &name.to_ascii_lowercase());
+                    prop_assert!(value.starts_with('\'') && value.ends_with('\''));
+                }
+                for (name, _) in &own {
+                    prop_assert!(is_pgroute(name));
+                }
+                for (name, value) in &startup {
+                    if name != "options" && !expected_pgroute(name) {
+                        // The options may set the same name again.
+                        prop_assert!(server.contains_key(&name.to_ascii_lowercase()));
+                        if !startup["options"].contains('=') {
+                            prop_assert_eq!(&server[&name.to_ascii_lowercase()], &literal(value));
+                        }
+                    }
+                }
+                let mut session = consistency::Session::new(crate::config::RywMode::Lsn, Default::default());
+                for (name, value) in &own {
+                    let _ = session.set(name, &literal(value));
+                    let _ = session.show(name);
+                }
+                let _ = sync_sql(&server, &Params::new());
+            }
+
+            /// `SET`/`SHOW`/`RESET` of any name: no panic, and pgroute answers only its own.
+            #[test]
+            fn set_and_show_names(name in name(), value in any::<String>()) {
+                prop_assert_eq!(is_pgroute(&name), expected_pgroute(&name));
+                let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+                for sql in [
+                    format!("SHOW {name}"),
+                    format!("SHOW {quoted}"),
+                    format!("SET {name} = {}", literal(&value)),
+                    format!("SET {quoted} TO {}", literal(&value)),
+                    format!("RESET {name}"),
+                ] {
+                    let class = classify(&sql);
+                    if local::answers(&sql, &class) {
+                        prop_assert!(sql.to_ascii_lowercase().contains("pgroute."), "{}", sql);
+                    }
+                    let changes = class.params.clone();
+                    let mut session = Params::new();
+                    apply(&mut session, &changes, &Params::new());
+                    let mut server = Params::new();
+                    apply_on_server(&mut server, &changes);
+                    let _ = names(&changes, &session, &server);
+                    let _ = sync_sql(&session, &server);
+                    prop_assert!(session.keys().all(|n| !is_pgroute(n)));
+                }
+                let plain = format!("pgroute.{}", name.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
+                if plain.len() > 8 {
+                    let sql = format!("SHOW {plain}");
+                    prop_assert!(local::answers(&sql, &classify(&sql)), "{}", sql);
+                }
+            }
+
+            /// Hint comments around any text: no panic, and a well-formed hint is read.
+            #[test]
+            fn hint_comments(junk in any::<String>(), rest in any::<String>(), hi in any::<u32>(), lo in any::<u32>()) {
+                let _ = parse_hints(&junk);
+                let _ = parse_hints(&format!("/* {junk} */ {rest}"));
+                let junk = junk.replace(['*', '='], "");
+                let sql = format!("/* {junk} pgroute.min_lsn={hi:X}/{lo:X} */ {rest}");
+                let hints = parse_hints(&sql);
+                prop_assert_eq!(hints.min_lsn, Some((u64::from(hi) << 32) | u64::from(lo)));
+                let _ = classify(&sql);
+            }
+        }
     }
 }

@@ -19,8 +19,9 @@ use crate::protocol::{split_frame, Body};
 const SSL_REQUEST: i32 = 80877103;
 const GSSENC_REQUEST: i32 = 80877104;
 const CANCEL_REQUEST: i32 = 80877102;
-/// Startup packets are small; PostgreSQL caps them at 10000 bytes (MAX_STARTUP_PACKET_LENGTH).
-const MAX_STARTUP_LEN: usize = 10000;
+/// Longest startup packet body PostgreSQL reads (MAX_STARTUP_PACKET_LENGTH); the length word
+/// itself comes on top.
+const MAX_STARTUP_LEN: i32 = 10000;
 const SCRAM_ITERATIONS: usize = 4096;
 
 /// What the client asked for in its StartupMessage.
@@ -35,20 +36,31 @@ pub enum Hello {
         pid: i32,
         secret: i32,
     },
+    /// A packet PostgreSQL closes the connection on without a word (ProcessStartupPacket
+    /// only logs it, as a COMMERROR): an impossible length, a CancelRequest of the wrong size.
+    /// Why, for the log.
+    Invalid(&'static str),
 }
 
-/// Reads one length-prefixed startup-phase packet (no type byte).
-async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes, SessionError> {
+/// Reads one length-prefixed startup-phase packet (no type byte); None when its length is
+/// impossible (a client that sent a Terminate or any typed message first ends up here too).
+async fn read_packet(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Bytes>, SessionError> {
     loop {
         if buf.len() >= 4 {
             let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            if !(8..=MAX_STARTUP_LEN as i32).contains(&len) {
-                return Err(SessionError::Protocol(format!(
-                    "invalid startup packet length {len}"
-                )));
-            }
-            if buf.len() >= len as usize {
-                return Ok(buf.split_to(len as usize).freeze());
+            // "len -= 4; if (len < sizeof(ProtocolVersion) || len > MAX_STARTUP_PACKET_LENGTH)"
+            let Some(body) = len
+                .checked_sub(4)
+                .filter(|b| (4..=MAX_STARTUP_LEN).contains(b))
+            else {
+                return Ok(None);
+            };
+            let total = body as usize + 4;
+            if buf.len() >= total {
+                return Ok(Some(buf.split_to(total).freeze()));
             }
         }
         if stream.read_buf(buf).await.map_err(SessionError::Client)? == 0 {
@@ -59,32 +71,50 @@ async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes
 
 /// Reads packets until a StartupMessage or CancelRequest, refusing SSL and GSS encryption.
 pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Hello, SessionError> {
+    // Each encryption may be asked for once; PostgreSQL treats a second request for the same
+    // one as an unknown protocol version.
+    let (mut ssl_done, mut gss_done) = (false, false);
     loop {
-        let mut pkt = read_packet(stream, buf).await?;
+        let Some(mut pkt) = read_packet(stream, buf).await? else {
+            return Ok(Hello::Invalid("invalid length of startup packet"));
+        };
         pkt.advance(4);
         let code = pkt.get_i32();
         match code {
             // "The server then responds with a single byte containing S or N" — we have no TLS yet.
-            SSL_REQUEST | GSSENC_REQUEST => {
-                stream.write_all(b"N").await.map_err(SessionError::Client)?;
-            }
-            CANCEL_REQUEST if pkt.len() >= 8 => {
+            SSL_REQUEST if !ssl_done => ssl_done = true,
+            GSSENC_REQUEST if !gss_done => gss_done = true,
+            CANCEL_REQUEST if pkt.len() == 8 => {
                 return Ok(Hello::Cancel {
                     pid: pkt.get_i32(),
                     secret: pkt.get_i32(),
                 });
             }
+            CANCEL_REQUEST => return Ok(Hello::Invalid("invalid length of cancel request")),
             _ if code >> 16 == 3 => return parse_startup(code, &pkt),
             _ => {
                 return Err(SessionError::Refused(
                     SqlState::FEATURE_NOT_SUPPORTED,
                     format!(
-                        "unsupported frontend protocol {}.{}",
+                        "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
                         code >> 16,
                         code & 0xffff
                     ),
                 ))
             }
+        }
+        stream.write_all(b"N").await.map_err(SessionError::Client)?;
+        // "At this point we should have no data already buffered. If we do, it was received
+        // before we performed the SSL handshake" (PostgreSQL refuses it even after 'N').
+        if !buf.is_empty() {
+            let what = if code == SSL_REQUEST {
+                "SSL request"
+            } else {
+                "GSSAPI encryption request"
+            };
+            return Err(SessionError::Protocol(format!(
+                "received unencrypted data after {what}"
+            )));
         }
     }
 }
