@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use crate::backend::view::{ClusterView, NodeView, Primary};
 use crate::classify::Target;
 use crate::config::{Balance, ReadOnlyTxnRoute, Role, WhenAllLagging};
 use crate::consistency::ReadPolicy;
-use crate::backend::view::{ClusterView, NodeView, Primary};
 
 use super::{pick_replica, Candidate, Route, RouteError};
 

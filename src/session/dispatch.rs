@@ -225,6 +225,9 @@ impl Session {
         &mut self,
         to_server: &mut BytesMut,
     ) -> Result<bool, SessionError> {
+        if self.parse_in_flight() {
+            return Ok(false);
+        }
         let executes = self
             .batch
             .msgs
@@ -243,8 +246,19 @@ impl Session {
         }
         let batch = std::mem::take(&mut self.batch);
         let traits = self.traits(unit, batch.only_settings, hints);
+        let before = self.held.as_ref().map_or(0, |h| h.relay.expects.len());
+        let fresh = self.held.is_none();
         self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
             .await;
+        if let (true, Some(h)) = (batch.closing, self.held.as_mut()) {
+            // The session ends after Terminate: make the server send what it has, and pass
+            // on only its errors, as it would have flushed those alone.
+            let from = if fresh { 0 } else { before };
+            for e in h.relay.expects.iter_mut().skip(from) {
+                e.quiet = true;
+            }
+            postgres_protocol::message::frontend::flush(to_server);
+        }
         Ok(true)
     }
 
@@ -273,6 +287,18 @@ impl Session {
         self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
             .await;
         Ok(true)
+    }
+
+    /// One of pgroute's Parses is still unanswered on the held connection: if it fails (an
+    /// earlier error in its batch discards it), the statement is not there, so a batch that may
+    /// use it waits until that is known.
+    fn parse_in_flight(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| {
+            h.relay
+                .expects
+                .iter()
+                .any(|e| e.kind == ExpectKind::Parse && e.forget_server.is_some())
+        })
     }
 
     /// A lone `BEGIN` with nothing in flight, when read-only transactions may use replicas:
@@ -354,30 +380,24 @@ impl Session {
                 h.relay.expects.push_back(expect);
                 // "the unnamed prepared statement … is destroyed by a simple Query"
                 self.unnamed_on_held = false;
+                if frame.first() == Some(&b'Q') {
+                    self.unnamed = None;
+                }
                 self.state.copy_data_sent = false;
             }
             Unit::Batch(msgs) => {
-                let unnamed = if self.unnamed_on_held {
-                    None
-                } else {
-                    self.unnamed.as_ref()
-                };
-                let had_unnamed = unnamed.is_some();
                 let mut enc = Encoder {
                     conn: &mut h.conn,
                     out: to_server,
                     expects: &mut h.relay.expects,
-                    unnamed,
+                    unnamed_on_conn: self.unnamed_on_held,
                     copy_data: self.state.copy_data_sent,
                 };
-                let mut parsed_unnamed = false;
                 for msg in msgs {
-                    parsed_unnamed |= matches!(msg, ExtMsg::ParseUnnamed { .. });
                     enc.encode(msg);
                 }
-                let injected = had_unnamed && enc.unnamed.is_none();
                 self.state.copy_data_sent = enc.copy_data;
-                self.unnamed_on_held |= parsed_unnamed || injected;
+                self.unnamed_on_held = enc.unnamed_on_conn;
             }
         }
     }

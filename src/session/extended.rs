@@ -20,8 +20,9 @@ use crate::protocol::{messages, Body};
 #[derive(Debug, Clone)]
 pub enum StmtRef {
     Named(Arc<Statement>),
-    /// The unnamed statement, from the session's last unnamed Parse.
-    Unnamed,
+    /// The unnamed statement as it was when the message came (None: the client has none,
+    /// and PostgreSQL answers 26000).
+    Unnamed(Option<Unnamed>),
     /// A name the client never prepared: the server is asked for a name it cannot have, so it
     /// answers with PostgreSQL's own 26000 error and transaction semantics.
     Unknown(String),
@@ -51,6 +52,8 @@ pub enum ExtMsg {
     ParseDuplicate {
         stmt: Arc<Statement>,
         client_name: String,
+        /// The new Parse's text and parameter types.
+        after_name: Bytes,
     },
     ParseUnnamed {
         frame: BytesMut,
@@ -100,6 +103,9 @@ pub struct Batch {
     pub hints: Hints,
     /// The classification of the statement bound by the batch's last Bind (for Execute).
     last_bound: Option<Arc<Classification>>,
+    /// The client sent Terminate after these messages: only errors (which the server flushes
+    /// at once) reach it.
+    pub closing: bool,
 }
 
 impl Batch {
@@ -200,6 +206,7 @@ impl Session {
             return Ok(ExtMsg::ParseDuplicate {
                 stmt: stmt.clone(),
                 client_name: name,
+                after_name,
             });
         }
         let stmt = self
@@ -254,7 +261,7 @@ impl Session {
                 self.batch.add_hints(&hints);
                 self.batch.last_bound = Some(class);
             }
-            return StmtRef::Unnamed;
+            return StmtRef::Unnamed(self.unnamed.clone());
         }
         match self.statements.get(name) {
             Some(stmt) => {
@@ -274,8 +281,8 @@ pub struct Encoder<'a> {
     pub conn: &'a mut ServerConn,
     pub out: &'a mut BytesMut,
     pub expects: &'a mut VecDeque<Expect>,
-    /// The unnamed statement, if it must be re-parsed before use on this connection.
-    pub unnamed: Option<&'a Unnamed>,
+    /// The connection has the session's unnamed statement (no re-parse needed before a use).
+    pub unnamed_on_conn: bool,
     /// COPY data was written since the last Execute (a Sync after it may be ambiguous).
     pub copy_data: bool,
 }
@@ -297,7 +304,7 @@ impl Encoder<'_> {
                 self.expects.push_back(e);
             }
             ExtMsg::ParseUnnamed { frame } => {
-                self.unnamed = None;
+                self.unnamed_on_conn = true;
                 self.forward(frame, Some(ExpectKind::Parse));
             }
             ExtMsg::Bind { frame, stmt } => {
@@ -332,9 +339,15 @@ impl Encoder<'_> {
                 e.restore = closed.clone().map(|stmt| (client_name.clone(), stmt));
                 self.expects.push_back(e);
             }
-            ExtMsg::ParseDuplicate { stmt, client_name } => {
+            ExtMsg::ParseDuplicate {
+                stmt,
+                client_name,
+                after_name,
+            } => {
+                // The new text under the name the connection already has: the server analyses
+                // it first (its own errors come first, as PostgreSQL's would), then says 42P05.
                 self.ensure_prepared(stmt);
-                messages::parse(self.out, &stmt.server_name, &stmt.after_name);
+                messages::parse(self.out, &stmt.server_name, after_name);
                 let mut e = Expect::new(ExpectKind::Parse);
                 e.rename = Some((stmt.server_name.clone(), client_name.clone()));
                 self.expects.push_back(e);
@@ -389,13 +402,22 @@ impl Encoder<'_> {
                 messages::with_statement_name(self.out, tag, prefix, MISSING_NAME, body.rest());
                 Some((MISSING_NAME.to_owned(), name.clone()))
             }
-            StmtRef::Unnamed => {
-                if let Some(u) = self.unnamed.take() {
-                    messages::parse(self.out, "", &u.after_name);
-                    self.expects.push_back(Expect::hidden(ExpectKind::Parse));
-                }
+            StmtRef::Unnamed(_) if self.unnamed_on_conn => {
                 self.out.extend_from_slice(frame);
                 None
+            }
+            StmtRef::Unnamed(Some(u)) => {
+                messages::parse(self.out, "", &u.after_name);
+                self.expects.push_back(Expect::hidden(ExpectKind::Parse));
+                self.unnamed_on_conn = true;
+                self.out.extend_from_slice(frame);
+                None
+            }
+            // The client never prepared an unnamed statement (or a Query destroyed it): the
+            // server must say so, not run another client's unnamed statement.
+            StmtRef::Unnamed(None) => {
+                messages::with_statement_name(self.out, tag, prefix, MISSING_NAME, body.rest());
+                Some((MISSING_NAME.to_owned(), String::new()))
             }
         }
     }

@@ -9,7 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::state::Copy;
 use super::{Session, SessionError};
 use crate::backend::BackendError;
+use crate::protocol::messages::{self, Severity};
 use crate::protocol::{frame_len, split_frame};
+use tokio_postgres::error::SqlState;
 
 /// Client bytes read ahead while a unit waits for the held connection.
 const BLOCKED_READ_LIMIT: usize = 1 << 20;
@@ -62,6 +64,23 @@ impl Session {
                 }
             };
             match input {
+                Input::Client(Ok(0)) if self.state.copy != Copy::None => {
+                    // As PostgreSQL's COPY reports it before the session ends.
+                    messages::error_response(
+                        &mut self.out,
+                        Severity::Error,
+                        &SqlState::CONNECTION_FAILURE,
+                        "unexpected EOF on client connection with an open transaction",
+                    );
+                    messages::error_response(
+                        &mut self.out,
+                        Severity::Fatal,
+                        &SqlState::PROTOCOL_VIOLATION,
+                        "terminating connection because protocol synchronization was lost",
+                    );
+                    let _ = self.flush_client().await;
+                    return Ok(());
+                }
                 Input::Client(Ok(0)) => {
                     closing = Some(Instant::now() + CLOSING_GRACE);
                 }
@@ -153,6 +172,7 @@ impl Session {
                         return Ok((true, false));
                     }
                 }
+                b'P' if self.reparse_in_flight() => return Ok((true, false)),
                 b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
                     let frame = self.split_client()?;
                     self.push_extended(frame)?;
@@ -160,6 +180,12 @@ impl Session {
                 b'd' | b'c' | b'f' => {
                     let frame = self.split_client()?;
                     self.copy_message(frame, to_server);
+                }
+                b'X' if !self.batch.is_empty() => {
+                    // Extended messages without Sync before Terminate: the server runs them,
+                    // and its errors (which it flushes at once) still reach the client.
+                    self.batch.complete = true;
+                    self.batch.closing = true;
                 }
                 b'X' => return Ok((false, true)),
                 t => {
@@ -170,6 +196,19 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A Parse of a name whose earlier Parse may still fail on the server: whether the name is
+    /// taken (42P05) is only known once that reply is in, so the new Parse waits for it.
+    fn reparse_in_flight(&self) -> bool {
+        let busy = self.held.as_ref().is_some_and(|h| !h.relay.is_idle());
+        if !busy {
+            return false;
+        }
+        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
+        let mut body = crate::protocol::Body::of_frame(&self.cbuf[..frame_end]);
+        body.cstr("Parse")
+            .is_ok_and(|name| !name.is_empty() && self.statements.contains_key(name))
     }
 
     pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {

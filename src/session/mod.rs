@@ -183,7 +183,10 @@ async fn login(
     if let Some((minor, options)) = negotiate {
         // "NegotiateProtocolVersion … the newest minor protocol version supported by the server
         // … and a list of protocol options not recognized by the server."
-        let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(minor, options);
+        // PostgreSQL itself sends its whole newest version (PG_PROTOCOL_LATEST, 3.0 = 196608)
+        // in that field, and clients accept it: pgroute answers as the server would.
+        let newest = (3 << 16) | minor;
+        let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(newest, options);
         let mut out = BytesMut::new();
         let _ = pgwire::messages::Message::encode(&msg, &mut out);
         if let Err(e) = client.write_all(&out).await {

@@ -393,7 +393,7 @@ mod tests {
                 let junk = junk.replace(['*', '='], "");
                 let sql = format!("/* {junk} pgroute.min_lsn={hi:X}/{lo:X} */ {rest}");
                 let hints = parse_hints(&sql);
-                prop_assert_eq!(hints.min_lsn, Some((u64::from(hi) << 32) | u64::from(lo)));
+                prop_assert_eq!(hints.min_lsn, Some(crate::backend::view::Lsn((u64::from(hi) << 32) | u64::from(lo))));
                 let _ = classify(&sql);
             }
         }

@@ -92,6 +92,17 @@ pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<He
             }
             CANCEL_REQUEST => return Ok(Hello::Invalid("invalid length of cancel request")),
             _ if code >> 16 == 3 => return parse_startup(code, &pkt),
+            _ if code >> 16 < 3 => {
+                // PostgreSQL answers a protocol 2 client in protocol 2's error format: 'E',
+                // then the text, with no length word.
+                let text = format!(
+                    "EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n\0",
+                    code >> 16,
+                    code & 0xffff
+                );
+                let _ = stream.write_all(text.as_bytes()).await;
+                return Err(SessionError::ClientGone);
+            }
             _ => {
                 return Err(SessionError::Refused(
                     SqlState::FEATURE_NOT_SUPPORTED,
@@ -197,6 +208,10 @@ pub async fn authenticate(
         }
         AuthMethod::ScramSha256 => scram_exchange(stream, buf, scram).await.map_err(|e| {
             tracing::debug!(error = %e, "SCRAM exchange failed");
+            // A client that leaves mid-exchange is closed silently, as PostgreSQL does.
+            if matches!(e, SessionError::ClientGone | SessionError::Client(_)) {
+                return e;
+            }
             failed()
         })?,
     }

@@ -70,6 +70,9 @@ pub struct Expect {
     pub after_copy_data: bool,
     /// A Sync that may get no ReadyForQuery (see `after_copy_data`).
     pub optional: bool,
+    /// Only an error reply reaches the client (the client sent Terminate without Sync: the
+    /// server would not have flushed anything else).
+    pub quiet: bool,
 }
 
 impl Expect {
@@ -86,6 +89,7 @@ impl Expect {
             restore: None,
             after_copy_data: false,
             optional: false,
+            quiet: false,
         }
     }
 
@@ -431,7 +435,7 @@ impl Relay {
             if t == tag::READY_FOR_QUERY && !completes {
                 return Err(RelayError::Unexpected(t as char));
             }
-            if front.visible {
+            if front.visible && !front.quiet {
                 out.extend_from_slice(frame);
             }
             if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
