@@ -139,6 +139,8 @@ pub struct Facts<'a> {
     pub session: SessionFacts,
     pub held: Option<HeldFacts>,
     pub view: &'a ClusterView,
+    /// Every node's live counters, in `[[nodes]]` order (may be empty unless the unit is a read
+    /// choosing a replica: nothing else reads them).
     pub nodes: &'a [NodeFacts],
     /// Node names, for errors that name nodes.
     pub names: &'a [String],

@@ -155,13 +155,24 @@ impl Router {
     pub fn decide(&self, q: &Question, scratch: &mut Vec<NodeFacts>) -> Decision {
         let view = self.cluster.view();
         scratch.clear();
-        scratch.extend(self.cluster.nodes.iter().map(|n| NodeFacts {
-            configured_role: n.configured_role,
-            weight: n.weight,
-            up: n.is_up(),
-            outstanding: n.outstanding(),
-            last_served: n.last_served(),
-        }));
+        // Only a read choosing a replica looks at the nodes' live counters (a lock each).
+        let (target, _) = decision::transaction_target(&q.unit, &q.session, &self.policy);
+        let chooses_replica = q.held.is_none()
+            && !q.session.session_mode
+            && target == crate::classify::Target::Read
+            && matches!(
+                q.session.read,
+                crate::consistency::ReadPolicy::Replica { .. }
+            );
+        if chooses_replica {
+            scratch.extend(self.cluster.nodes.iter().map(|n| NodeFacts {
+                configured_role: n.configured_role,
+                weight: n.weight,
+                up: n.is_up(),
+                outstanding: n.outstanding(),
+                last_served: n.last_served(),
+            }));
+        }
         let random = if self.policy.balance == Balance::Random {
             rand::random()
         } else {

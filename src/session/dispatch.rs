@@ -122,27 +122,27 @@ impl Session {
     }
 
     /// The router's decision for a unit, given what the session holds now.
-    fn decide(
-        &mut self,
-        unit: UnitFacts,
-        hints: &Hints,
-        held: bool,
-        exclude: &[usize],
-    ) -> Decision {
+    fn decide(&mut self, unit: UnitFacts, session: SessionFacts) -> Decision {
         let question = Question {
             unit,
-            session: self.session_facts(hints),
-            held: if held { self.held_facts() } else { None },
-            exclude,
+            session,
+            held: self.held_facts(),
+            exclude: &[],
             waited: false,
         };
         self.proxy.router.decide(&question, &mut self.route_scratch)
     }
 
     /// The unit's traits once transaction rules apply.
-    fn traits(&self, unit: UnitFacts, only_settings: bool, hints: Hints) -> Traits {
+    fn traits(
+        &self,
+        unit: UnitFacts,
+        session: &SessionFacts,
+        only_settings: bool,
+        hints: Hints,
+    ) -> Traits {
         let policy = self.proxy.router.policy();
-        let (target, _) = decision::transaction_target(&unit, &self.session_facts(&hints), policy);
+        let (target, _) = decision::transaction_target(&unit, session, policy);
         Traits {
             unit,
             target,
@@ -209,12 +209,13 @@ impl Session {
             sets_read_only: class.sets_read_only(),
             executes: true,
         };
-        let decision = self.decide(unit, &hints, true, &[]);
+        let session = self.session_facts(&hints);
+        let decision = self.decide(unit, session);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
         }
         let frame = self.split_client()?;
-        let traits = self.traits(unit, class.only_session_settings(), hints);
+        let traits = self.traits(unit, &session, class.only_session_settings(), hints);
         self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
             .await;
         Ok(true)
@@ -240,12 +241,13 @@ impl Session {
             executes,
         };
         let hints = self.batch.hints;
-        let decision = self.decide(unit, &hints, true, &[]);
+        let session = self.session_facts(&hints);
+        let decision = self.decide(unit, session);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
         }
         let batch = std::mem::take(&mut self.batch);
-        let traits = self.traits(unit, batch.only_settings, hints);
+        let traits = self.traits(unit, &session, batch.only_settings, hints);
         let before = self.held.as_ref().map_or(0, |h| h.relay.expects.len());
         let fresh = self.held.is_none();
         self.dispatch(Unit::Batch(batch.msgs), traits, decision, to_server)
@@ -276,12 +278,13 @@ impl Session {
             executes: true,
         };
         let hints = Hints::default();
-        let decision = self.decide(unit, &hints, true, &[]);
+        let session = self.session_facts(&hints);
+        let decision = self.decide(unit, session);
         if self.must_wait(&decision, to_server) {
             return Ok(false);
         }
         let frame = self.split_client()?;
-        let traits = self.traits(unit, false, hints);
+        let traits = self.traits(unit, &session, false, hints);
         // Unread: classified as a write with no session effects.
         let class = self.proxy.classes.classify_text(None);
         self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
