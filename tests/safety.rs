@@ -468,3 +468,43 @@ async fn show_last_route_reports_the_routers_reason() {
     assert_eq!(in_txn, "node0 (primary): transaction");
     common::simple_rows(&client, "COMMIT").await;
 }
+
+/// A read whose replicas are all busy waits one `pool.checkout_timeout` in all, not one per
+/// node it tries, and is then served by the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reads_wait_for_a_connection_is_bounded_by_one_checkout_timeout() {
+    let proxy = start_proxy(
+        cluster(),
+        "[consistency]\nread_your_writes = \"off\"\n\n[lag]\ncheck_interval = \"250ms\"\n\
+         max_bytes = \"1GB\"\nmax_time = \"1h\"\n\n[pool]\nmax_size = 1\ncheckout_timeout = \"2s\"\n",
+    );
+    // One long read on each replica holds its only connection.
+    let mut sleepers = Vec::new();
+    let mut ports = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let client = proxy.connect().await;
+        let rows = common::simple_rows(&client, "SELECT inet_server_port()").await;
+        ports.insert(rows[0][0].clone());
+        sleepers.push(tokio::spawn(async move {
+            let _ = client.simple_query("SELECT pg_sleep(6)").await;
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = proxy.connect().await;
+    let started = std::time::Instant::now();
+    let rows = common::simple_rows(&client, "SELECT inet_server_port()").await;
+    let waited = started.elapsed();
+    assert_eq!(
+        rows[0][0].as_deref().map(str::to_owned),
+        Some(common::primary_port().to_string()),
+        "served by the primary once the replicas had no room"
+    );
+    assert!(
+        waited < Duration::from_millis(3500),
+        "waited {waited:?}: more than one checkout_timeout (2 s)"
+    );
+    for s in sleepers {
+        s.abort();
+    }
+}

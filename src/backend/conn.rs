@@ -109,6 +109,7 @@ impl ServerConn {
         }
     }
 
+    // One arm per authentication message the server may send: kept as one match.
     async fn authenticate(&mut self, login: &Login<'_>) -> Result<(), BackendError> {
         let mut scram: Option<ScramSha256> = None;
         loop {

@@ -40,7 +40,20 @@ pub struct Pool {
 impl Pool {
     /// Takes an idle connection or opens a new one, waiting at most `checkout_timeout` for room.
     pub async fn acquire(self: &Arc<Self>) -> Result<PooledConn, BackendError> {
-        let wait = self.settings.checkout_timeout;
+        self.acquire_within(self.settings.checkout_timeout).await
+    }
+
+    /// The pool's whole wait bound (`pool.checkout_timeout`).
+    pub fn checkout_timeout(&self) -> Duration {
+        self.settings.checkout_timeout
+    }
+
+    /// [`Pool::acquire`], waiting at most `wait` for room (a unit that already waited on
+    /// another node's pool gets only what is left of its one `checkout_timeout`).
+    pub async fn acquire_within(
+        self: &Arc<Self>,
+        wait: Duration,
+    ) -> Result<PooledConn, BackendError> {
         // The common case needs no timer.
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,

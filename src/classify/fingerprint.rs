@@ -12,6 +12,7 @@
 ///
 /// On every statement's path: runs of ordinary text are copied whole, and only quotes,
 /// comments, numbers, `$` and white space are looked at one by one.
+// A single scanning loop on the hot path (measured): kept whole so each byte is looked at once.
 pub fn fingerprint(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());

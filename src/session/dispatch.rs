@@ -418,6 +418,10 @@ impl Session {
     ) -> Result<(), Refusal> {
         let proxy = self.proxy.clone();
         let mut deadline = None;
+        // The unit's whole wait for a free server connection is one `checkout_timeout`, over
+        // every node it tries: once a pool has made it wait that long, the others are taken
+        // only if they have room at once.
+        let mut waited_out = false;
         loop {
             // Registered before the view is read, so no update is missed.
             let changed = proxy.cluster.changed();
@@ -440,7 +444,13 @@ impl Session {
                 }
             };
             let node = route.node();
-            match self.pools[node].acquire().await {
+            let pool = &self.pools[node];
+            let wait = if waited_out {
+                std::time::Duration::ZERO
+            } else {
+                pool.checkout_timeout()
+            };
+            match pool.acquire_within(wait).await {
                 Ok(conn) => {
                     self.hold(conn, route, to_server);
                     self.note_route(route, reason);
@@ -448,6 +458,7 @@ impl Session {
                 }
                 Err(e @ BackendError::Refused(_)) => return Err(Refusal::Backend(e)),
                 Err(e) if matches!(route, Route::Replica(_)) => {
+                    waited_out |= matches!(e, BackendError::PoolTimeout(_));
                     tracing::debug!(node, error = %e, "replica unavailable, rerouting read");
                     excluded.push(node);
                     decision = self.reroute(traits, &excluded, deadline.is_some());

@@ -288,6 +288,7 @@ pub struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    // One arm per message kind; splitting the match would only scatter it.
     pub fn encode(&mut self, msg: &ExtMsg) {
         match msg {
             ExtMsg::ParseNamed { client_name, stmt } => {

@@ -65,20 +65,7 @@ impl Session {
             };
             match input {
                 Input::Client(Ok(0)) if self.state.copy != Copy::None => {
-                    // As PostgreSQL's COPY reports it before the session ends.
-                    messages::error_response(
-                        &mut self.out,
-                        Severity::Error,
-                        &SqlState::CONNECTION_FAILURE,
-                        "unexpected EOF on client connection with an open transaction",
-                    );
-                    messages::error_response(
-                        &mut self.out,
-                        Severity::Fatal,
-                        &SqlState::PROTOCOL_VIOLATION,
-                        "terminating connection because protocol synchronization was lost",
-                    );
-                    let _ = self.flush_client().await;
+                    self.client_gone_during_copy().await;
                     return Ok(());
                 }
                 Input::Client(Ok(0)) => {
@@ -97,6 +84,25 @@ impl Session {
                 return Err(SessionError::ServerClosed);
             }
         }
+    }
+
+    /// The client closed in the middle of COPY FROM STDIN: PostgreSQL's own COPY reports it
+    /// before the session ends, and so does pgroute (the server's COPY is abandoned with the
+    /// connection).
+    async fn client_gone_during_copy(&mut self) {
+        messages::error_response(
+            &mut self.out,
+            Severity::Error,
+            &SqlState::CONNECTION_FAILURE,
+            "unexpected EOF on client connection with an open transaction",
+        );
+        messages::error_response(
+            &mut self.out,
+            Severity::Fatal,
+            &SqlState::PROTOCOL_VIOLATION,
+            "terminating connection because protocol synchronization was lost",
+        );
+        let _ = self.flush_client().await;
     }
 
     pub(super) async fn flush_client(&mut self) -> Result<(), SessionError> {
@@ -131,6 +137,7 @@ impl Session {
         result
     }
 
+    // One match over the frontend message types: split, it would read worse.
     pub(super) async fn process_client_into(
         &mut self,
         to_server: &mut BytesMut,

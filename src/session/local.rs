@@ -55,16 +55,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
         return;
     }
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
-        let rows = node_rows(session);
-        let out = &mut session.out;
-        row_description(out, &NODE_COLUMNS);
-        for row in &rows {
-            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-            data_row(out, &cells);
-        }
-        messages::command_complete(out, &format!("SELECT {}", rows.len()));
-        messages::ready_for_query(out, session.state.txn.byte());
-        return;
+        return answer_nodes(session);
     }
     let last_route = last_route(session);
     let out = &mut session.out;
@@ -116,6 +107,19 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             );
         }
     }
+    messages::ready_for_query(out, session.state.txn.byte());
+}
+
+/// `SHOW pgroute.nodes`: one row per node.
+fn answer_nodes(session: &mut Session) {
+    let rows = node_rows(session);
+    let out = &mut session.out;
+    row_description(out, &NODE_COLUMNS);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        data_row(out, &cells);
+    }
+    messages::command_complete(out, &format!("SELECT {}", rows.len()));
     messages::ready_for_query(out, session.state.txn.byte());
 }
 

@@ -181,15 +181,7 @@ async fn login(
     negotiate: Option<(i32, Vec<String>)>,
 ) -> LoginResult {
     if let Some((minor, options)) = negotiate {
-        // "NegotiateProtocolVersion … the newest minor protocol version supported by the server
-        // … and a list of protocol options not recognized by the server."
-        // PostgreSQL itself sends its whole newest version (PG_PROTOCOL_LATEST, 3.0 = 196608)
-        // in that field, and clients accept it: pgroute answers as the server would.
-        let newest = (3 << 16) | minor;
-        let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(newest, options);
-        let mut out = BytesMut::new();
-        let _ = pgwire::messages::Message::encode(&msg, &mut out);
-        if let Err(e) = client.write_all(&out).await {
+        if let Err(e) = negotiate_version(&mut client, minor, options).await {
             return Err((SessionError::Client(e), None));
         }
     }
@@ -228,30 +220,7 @@ async fn login(
             return Err((e, Some(client)));
         }
     }
-    let mut session = Session {
-        state: State::new(proxy.config.pool.mode == PoolMode::Session),
-        proxy,
-        client,
-        cbuf,
-        out: BytesMut::with_capacity(16 * 1024),
-        to_server: BytesMut::with_capacity(4 * 1024),
-        events: Vec::with_capacity(8),
-        pools,
-        held: None,
-        startup_params: params.clone(),
-        params,
-        touched: Default::default(),
-        statements: HashMap::new(),
-        unnamed: None,
-        unnamed_on_held: false,
-        batch: Batch::default(),
-        spare_relay: Relay::default(),
-        cancel: cancel::Handle::default(),
-        ryw,
-        fatal: false,
-        last_route: None,
-        route_scratch: Vec::new(),
-    };
+    let mut session = Session::new(proxy, client, cbuf, pools, params, ryw);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
@@ -262,7 +231,57 @@ async fn login(
     }
 }
 
+/// "NegotiateProtocolVersion … the newest minor protocol version supported by the server … and
+/// a list of protocol options not recognized by the server." PostgreSQL itself sends its whole
+/// newest version (PG_PROTOCOL_LATEST, 3.0 = 196608) in that field, and clients accept it:
+/// pgroute answers as the server would.
+async fn negotiate_version(
+    client: &mut TcpStream,
+    minor: i32,
+    options: Vec<String>,
+) -> std::io::Result<()> {
+    let newest = (3 << 16) | minor;
+    let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(newest, options);
+    let mut out = BytesMut::new();
+    let _ = pgwire::messages::Message::encode(&msg, &mut out);
+    client.write_all(&out).await
+}
+
 impl Session {
+    fn new(
+        proxy: Arc<Proxy>,
+        client: TcpStream,
+        cbuf: BytesMut,
+        pools: Vec<Arc<Pool>>,
+        params: Params,
+        ryw: consistency::Session,
+    ) -> Self {
+        Session {
+            state: State::new(proxy.config.pool.mode == PoolMode::Session),
+            proxy,
+            client,
+            cbuf,
+            out: BytesMut::with_capacity(16 * 1024),
+            to_server: BytesMut::with_capacity(4 * 1024),
+            events: Vec::with_capacity(8),
+            pools,
+            held: None,
+            startup_params: params.clone(),
+            params,
+            touched: Default::default(),
+            statements: HashMap::new(),
+            unnamed: None,
+            unnamed_on_held: false,
+            batch: Batch::default(),
+            spare_relay: Relay::default(),
+            cancel: cancel::Handle::default(),
+            ryw,
+            fatal: false,
+            last_route: None,
+            route_scratch: Vec::new(),
+        }
+    }
+
     /// AuthenticationOk, the server's ParameterStatus (as this client asked for them),
     /// BackendKeyData and ReadyForQuery.
     async fn greet(

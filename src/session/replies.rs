@@ -14,7 +14,7 @@ use super::relay::{Event, Expect, ExpectKind, RelayError};
 use super::state::TxnStatus;
 use super::{Session, SessionError};
 use crate::backend::BackendError;
-use crate::classify::PinReason;
+use crate::classify::{Classification, PinReason};
 use crate::config::RywMode;
 use crate::protocol::messages::{self, Severity};
 
@@ -107,35 +107,7 @@ impl Session {
                 }
                 self.state.on_ready(status);
             }
-            Event::Completed(class) => {
-                if self.state.txn != TxnStatus::Idle || class.txn.is_some() {
-                    // A transaction may still undo this (ROLLBACK, ROLLBACK TO SAVEPOINT):
-                    // the values are read back from the server when it ends.
-                    let touched =
-                        params::names(&class.params, &self.params, &h.conn.session_params);
-                    self.touched.extend(touched);
-                }
-                local::apply_own_settings(&mut self.ryw, &class.params);
-                params::apply(&mut self.params, &class.params, &self.startup_params);
-                // The server resets to *its* connection defaults (pgroute's startup values), not
-                // the client's: follow it, then put the client's values back if they differ.
-                params::apply_on_server(&mut h.conn.session_params, &class.params);
-                if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
-                    messages::query(to_server, &sql);
-                    h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
-                    h.conn.session_params = self.params.clone();
-                }
-                if class.releases.contains(PinReason::SqlPrepare) {
-                    // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
-                    // server session: pgroute's, and so (as PostgreSQL would) the client's.
-                    h.conn.prepared.clear();
-                    self.statements.clear();
-                    self.unnamed = None;
-                }
-                if self.state.on_pins(class.pin, class.releases) {
-                    tracing::debug!(pin = ?class.pin, pins = ?self.state.pins, "session pinning changed");
-                }
-            }
+            Event::Completed(class) => self.on_completed(&class, to_server),
             Event::Forget { client, server } => {
                 // Only if the name still means that statement (a later Parse may reuse it).
                 if let Some((name, stmt)) = client {
@@ -162,19 +134,59 @@ impl Session {
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
             Event::CopyInEnded => self.state.on_copy_end(),
             Event::Fatal => self.fatal = true,
-            Event::ParamValues(values) => {
-                for (name, value) in values {
-                    match value {
-                        Some(v) => {
-                            let sql = params::sql_for_setting(&name, &v);
-                            h.conn.session_params.insert(name.clone(), sql.clone());
-                            self.params.insert(name, sql);
-                        }
-                        None => {
-                            h.conn.session_params.remove(&name);
-                            self.params.remove(&name);
-                        }
-                    }
+            Event::ParamValues(values) => self.on_param_values(values),
+        }
+    }
+
+    /// A statement with session effects completed: parameters, pgroute's own settings,
+    /// prepared statements dropped, pins.
+    fn on_completed(&mut self, class: &Classification, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        if self.state.txn != TxnStatus::Idle || class.txn.is_some() {
+            // A transaction may still undo this (ROLLBACK, ROLLBACK TO SAVEPOINT): the values
+            // are read back from the server when it ends.
+            let touched = params::names(&class.params, &self.params, &h.conn.session_params);
+            self.touched.extend(touched);
+        }
+        local::apply_own_settings(&mut self.ryw, &class.params);
+        params::apply(&mut self.params, &class.params, &self.startup_params);
+        // The server resets to *its* connection defaults (pgroute's startup values), not the
+        // client's: follow it, then put the client's values back if they differ.
+        params::apply_on_server(&mut h.conn.session_params, &class.params);
+        if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
+            messages::query(to_server, &sql);
+            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+            h.conn.session_params = self.params.clone();
+        }
+        if class.releases.contains(PinReason::SqlPrepare) {
+            // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the server
+            // session: pgroute's, and so (as PostgreSQL would) the client's.
+            h.conn.prepared.clear();
+            self.statements.clear();
+            self.unnamed = None;
+        }
+        if self.state.on_pins(class.pin, class.releases) {
+            tracing::debug!(pin = ?class.pin, pins = ?self.state.pins, "session pinning changed");
+        }
+    }
+
+    /// Session parameters as the server reports them after a transaction that changed some.
+    fn on_param_values(&mut self, values: Vec<(String, Option<String>)>) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        for (name, value) in values {
+            match value {
+                Some(v) => {
+                    let sql = params::sql_for_setting(&name, &v);
+                    h.conn.session_params.insert(name.clone(), sql.clone());
+                    self.params.insert(name, sql);
+                }
+                None => {
+                    h.conn.session_params.remove(&name);
+                    self.params.remove(&name);
                 }
             }
         }

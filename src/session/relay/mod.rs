@@ -411,19 +411,7 @@ impl Relay {
                 return Err(RelayError::Unexpected(t as char));
             };
             if t == tag::ERROR {
-                // pgroute's own statements (parameter replay, LSN capture) fail quietly; a
-                // Parse it injected fails for the client's Bind, which must see why.
-                if let Some((ours, theirs)) = &front.rename {
-                    out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
-                } else if front.visible || front.kind == ExpectKind::Parse {
-                    out.extend_from_slice(frame);
-                } else {
-                    tracing::warn!(
-                        code = messages::error_code(frame).unwrap_or(""),
-                        "pgroute's own statement failed on the server"
-                    );
-                }
-                self.on_error(out, events);
+                self.relay_error(frame, out, events);
                 return Ok(());
             }
             if front.kind == ExpectKind::Query
@@ -438,17 +426,8 @@ impl Relay {
             if front.visible && !front.quiet {
                 out.extend_from_slice(frame);
             }
-            if t == tag::DATA_ROW && front.kind == ExpectKind::CaptureLsn {
-                let first = columns(frame).into_iter().next().flatten();
-                if let Some(lsn) = first.as_deref().and_then(Lsn::parse) {
-                    events.push(Event::Lsn(lsn));
-                }
-            }
-            if let (tag::DATA_ROW, ExpectKind::ReadParams(names)) = (t, &front.kind) {
-                let values = columns(frame).into_iter().chain(std::iter::repeat(None));
-                events.push(Event::ParamValues(
-                    names.iter().cloned().zip(values).collect(),
-                ));
+            if t == tag::DATA_ROW {
+                own_row(&front.kind, frame, events);
             }
             if t == tag::COPY_IN {
                 self.copy_in = true;
@@ -461,6 +440,26 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// An ErrorResponse for the front message. pgroute's own statements (parameter replay, LSN
+    /// capture) fail quietly; a Parse it injected fails for the client's Bind, which must see
+    /// why; an error naming pgroute's statement names the client's.
+    fn relay_error(&mut self, frame: &[u8], out: &mut BytesMut, events: &mut Vec<Event>) {
+        let Some(front) = self.expects.front() else {
+            return;
+        };
+        if let Some((ours, theirs)) = &front.rename {
+            out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
+        } else if front.visible || front.kind == ExpectKind::Parse {
+            out.extend_from_slice(frame);
+        } else {
+            tracing::warn!(
+                code = messages::error_code(frame).unwrap_or(""),
+                "pgroute's own statement failed on the server"
+            );
+        }
+        self.on_error(out, events);
     }
 
     fn complete(&mut self, t: u8, frame: &[u8], events: &mut Vec<Event>) {
@@ -565,36 +564,8 @@ fn is_prelude(t: u8) -> bool {
     )
 }
 
-/// Every column of a DataRow frame as text (None for NULL or non-UTF-8).
-fn columns(frame: &[u8]) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    let Some(body) = frame.get(5..) else {
-        return out;
-    };
-    let count = body
-        .get(..2)
-        .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]));
-    let mut rest = body.get(2..).unwrap_or_default();
-    for _ in 0..count.max(0) {
-        let Some(len) = rest
-            .get(..4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
-            break;
-        };
-        rest = &rest[4..];
-        if len < 0 {
-            out.push(None);
-            continue;
-        }
-        let Some(value) = rest.get(..len as usize) else {
-            break;
-        };
-        out.push(std::str::from_utf8(value).ok().map(str::to_owned));
-        rest = &rest[len as usize..];
-    }
-    out
-}
+mod rows;
+use rows::own_row;
 
 #[cfg(test)]
 mod tests;
