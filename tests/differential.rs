@@ -60,8 +60,6 @@ const KNOWN_DIFFERENT: &[&str] = &[
     "terminate",
     // Rare: a truncated final message behind COPY or an error.
     "truncated",
-    // SHOW pgroute.* through the extended protocol: 42704 (answered only as simple queries).
-    "pseudo_extended",
     // Some malformed startup packets: an unterminated parameter list, EOF in authentication.
     "startup",
 ];

@@ -508,3 +508,36 @@ async fn a_reads_wait_for_a_connection_is_bounded_by_one_checkout_timeout() {
         s.abort();
     }
 }
+
+/// `SHOW pgroute.*` through the extended protocol (drivers that prepare every statement) is
+/// answered like the simple query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pgroute_settings_through_the_extended_protocol() {
+    let proxy = start_proxy(cluster(), "[lag]\ncheck_interval = \"250ms\"\n");
+    let client = proxy.connect().await;
+    common::simple_rows(&client, "SET pgroute.max_lag = '3s'").await;
+    for _ in 0..2 {
+        let rows = client
+            .query("SHOW pgroute.max_lag", &[])
+            .await
+            .expect("prepared SHOW");
+        let value: String = rows[0].get(0);
+        assert_eq!(value, "3s");
+        let rows = client
+            .query("SHOW pgroute.lsn", &[])
+            .await
+            .expect("prepared SHOW");
+        let lsn: String = rows[0].get(0);
+        assert!(lsn.contains('/'), "{lsn}");
+    }
+    let err = client
+        .query("SHOW pgroute.nothing", &[])
+        .await
+        .expect_err("unknown setting");
+    assert_eq!(err.code().map(|c| c.code()), Some("42704"));
+    let rows = client
+        .query("SELECT 1::int4", &[])
+        .await
+        .expect("session goes on");
+    assert_eq!(rows[0].get::<_, i32>(0), 1);
+}

@@ -229,6 +229,12 @@ impl Session {
         if self.parse_in_flight() {
             return Ok(false);
         }
+        if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) && self.is_local_batch() {
+            return Ok(false);
+        }
+        if self.answer_local_batch() {
+            return Ok(true);
+        }
         let executes = self
             .batch
             .msgs

@@ -4,12 +4,14 @@
 use bytes::BufMut;
 use tokio_postgres::error::SqlState;
 
+use super::extended::{ExtMsg, StmtRef};
 use super::params::is_pgroute;
 use super::state::TxnStatus;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
 use crate::protocol::messages::{self, Severity};
+use crate::protocol::Body;
 
 /// `SHOW pgroute.x`, if that is the whole statement.
 fn show_target(sql: &str) -> Option<&str> {
@@ -155,6 +157,127 @@ pub fn apply_own_settings(ryw: &mut consistency::Session, changes: &[ParamChange
             ParamChange::Reset { name } if is_pgroute(name) => ryw.reset(name),
             _ => {}
         }
+    }
+}
+
+/// The `SHOW pgroute.*` a prepared statement's text is, if it is one (not `pgroute.nodes`).
+fn show_of(after_name: &[u8]) -> Option<String> {
+    let end = after_name.iter().position(|b| *b == 0)?;
+    let sql = std::str::from_utf8(&after_name[..end]).ok()?;
+    let name = show_target(sql)?;
+    (!name.eq_ignore_ascii_case("pgroute.nodes")).then(|| name.to_owned())
+}
+
+impl Session {
+    /// The value of `SHOW name` for this session (None: no such setting).
+    fn show_value(&self, name: &str) -> Option<String> {
+        if name.eq_ignore_ascii_case("pgroute.last_route") {
+            Some(last_route(self))
+        } else {
+            self.ryw.show(name)
+        }
+    }
+
+    /// The SHOW a message of the batch refers to: Some(None) for messages that refer to no
+    /// statement (Sync, Flush, portal Describe/Close), None when it is not pgroute's own.
+    fn local_show(msg: &ExtMsg) -> Option<Option<String>> {
+        match msg {
+            ExtMsg::ParseNamed { stmt, .. } => show_of(&stmt.after_name).map(Some),
+            ExtMsg::ParseUnnamed { frame } => {
+                let mut body = Body::of_frame(frame);
+                body.cstr("Parse").ok()?;
+                show_of(body.rest()).map(Some)
+            }
+            ExtMsg::Bind { stmt, .. } | ExtMsg::DescribeStmt { stmt, .. } => match stmt {
+                StmtRef::Named(s) => show_of(&s.after_name).map(Some),
+                StmtRef::Unnamed(Some(u)) => show_of(&u.after_name).map(Some),
+                _ => None,
+            },
+            ExtMsg::Execute { .. } | ExtMsg::CloseNamed { .. } => Some(None),
+            ExtMsg::Forward { frame, .. } => match frame.first() {
+                Some(b'S' | b'H' | b'D' | b'C') => Some(None),
+                _ => None,
+            },
+            ExtMsg::ParseDuplicate { .. } => None,
+        }
+    }
+
+    /// The SHOW a batch made only of pgroute's own `SHOW pgroute.*` asks for.
+    fn local_batch_name(&self) -> Option<String> {
+        let mut name = None;
+        for msg in &self.batch.msgs {
+            if let Some(n) = Self::local_show(msg)? {
+                name = Some(n);
+            }
+        }
+        name
+    }
+
+    /// Whether the pending batch is pgroute's own to answer.
+    pub(super) fn is_local_batch(&self) -> bool {
+        self.local_batch_name().is_some()
+    }
+
+    /// A batch made only of pgroute's own `SHOW pgroute.*` (Parse, Bind, Describe, Execute,
+    /// Sync of it, as drivers that prepare every statement send): answered here, as the server
+    /// answers a SHOW. Returns false when the batch is not one.
+    pub(super) fn answer_local_batch(&mut self) -> bool {
+        let Some(name) = self.local_batch_name() else {
+            return false;
+        };
+        let batch = std::mem::take(&mut self.batch);
+        let value = self.show_value(&name);
+        let txn = self.state.txn.byte();
+        let mut failed = false;
+        for msg in &batch.msgs {
+            let out = &mut self.out;
+            let tag = match msg {
+                ExtMsg::Forward { frame, .. } => frame.first().copied().unwrap_or(0),
+                _ => 0,
+            };
+            if failed && tag != b'S' {
+                continue;
+            }
+            match msg {
+                ExtMsg::ParseNamed { .. } | ExtMsg::ParseUnnamed { .. } => {
+                    out.extend_from_slice(&messages::empty(b'1'))
+                }
+                ExtMsg::Bind { .. } => out.extend_from_slice(&messages::empty(b'2')),
+                ExtMsg::CloseNamed { .. } => out.extend_from_slice(&messages::empty(b'3')),
+                ExtMsg::DescribeStmt { .. } => {
+                    out.extend_from_slice(&[b't', 0, 0, 0, 6, 0, 0]);
+                    row_description(out, &[&name]);
+                }
+                ExtMsg::Execute { .. } => match &value {
+                    Some(v) => {
+                        data_row(out, &[v]);
+                        messages::command_complete(out, "SHOW");
+                    }
+                    None => {
+                        messages::error_response(
+                            out,
+                            Severity::Error,
+                            &SqlState::UNDEFINED_OBJECT,
+                            &format!("unrecognized configuration parameter \"{name}\""),
+                        );
+                        failed = true;
+                    }
+                },
+                ExtMsg::Forward { .. } => match tag {
+                    b'S' => {
+                        failed = false;
+                        messages::ready_for_query(out, txn);
+                    }
+                    b'D' => row_description(out, &[&name]),
+                    b'C' => out.extend_from_slice(&messages::empty(b'3')),
+                    _ => {}
+                },
+                ExtMsg::ParseDuplicate { .. } => {}
+            }
+        }
+        // The server's unnamed statement is no longer the session's.
+        self.unnamed_on_held = false;
+        true
     }
 }
 

@@ -178,6 +178,9 @@ pub struct Relay {
     /// ReadyForQuery messages taken by optional Syncs in the current run of Syncs: each may
     /// have been the answer to a later, required Sync of the run.
     optional_answered: usize,
+    /// After an error in an extended sequence the server "reads and discards messages until a
+    /// Sync is reached": set until that Sync's ReadyForQuery.
+    discarding: bool,
     /// (server pid, client pid): NotificationResponse raised by this server connection itself
     /// carries the pid the client was given.
     pids: (i32, i32),
@@ -204,6 +207,7 @@ impl Relay {
         self.holding = false;
         self.copy_in = false;
         self.optional_answered = 0;
+        self.discarding = false;
         self
     }
 
@@ -389,6 +393,9 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let t = frame[0];
         {
+            if self.discarding {
+                self.skip_discarded(events);
+            }
             self.settle_front(out, Some(t));
             if t == tag::ERROR && messages::is_fatal(frame) {
                 if self.holding {
@@ -466,6 +473,9 @@ impl Relay {
         let Some(done) = self.expects.pop_front() else {
             return;
         };
+        if t == tag::READY_FOR_QUERY {
+            self.discarding = false;
+        }
         match (done.kind == ExpectKind::Sync, done.optional) {
             (true, true) => self.optional_answered += 1,
             (true, false) => {}
@@ -493,7 +503,14 @@ impl Relay {
             front.failed = true;
             return;
         }
-        // Everything up to the Sync is discarded, a simple Query sent in between too.
+        // Everything up to the Sync is discarded, a simple Query sent in between too; if the
+        // Sync has not been sent yet, what is sent before it will be discarded as well.
+        self.discarding = true;
+        self.skip_discarded(events);
+    }
+
+    /// Drops the replies the server will not send while it discards messages until a Sync.
+    fn skip_discarded(&mut self, events: &mut Vec<Event>) {
         while let Some(e) = self.expects.front() {
             if e.kind == ExpectKind::Sync {
                 break;
