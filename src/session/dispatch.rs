@@ -229,10 +229,12 @@ impl Session {
         if self.parse_in_flight() {
             return Ok(false);
         }
-        if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) && self.is_local_batch() {
-            return Ok(false);
-        }
-        if self.answer_local_batch() {
+        if let Some(name) = self.local_batch_name() {
+            // Answered here, in order with other replies: wait for those still due.
+            if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+                return Ok(false);
+            }
+            self.answer_local_batch(&name);
             return Ok(true);
         }
         let executes = self

@@ -59,14 +59,9 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
         return answer_nodes(session);
     }
-    let last_route = last_route(session);
+    let shown = show_target(sql).map(|name| (name, session.show_value(name)));
     let out = &mut session.out;
-    if let Some(name) = show_target(sql) {
-        let value = if name.eq_ignore_ascii_case("pgroute.last_route") {
-            Some(last_route)
-        } else {
-            session.ryw.show(name)
-        };
+    if let Some((name, value)) = shown {
         match value {
             Some(value) => {
                 row_description(out, &[name]);
@@ -162,6 +157,13 @@ pub fn apply_own_settings(ryw: &mut consistency::Session, changes: &[ParamChange
 
 /// The `SHOW pgroute.*` a prepared statement's text is, if it is one (not `pgroute.nodes`).
 fn show_of(after_name: &[u8]) -> Option<String> {
+    // On every extended batch: most statements are rejected by their first word, before the
+    // text is scanned for its end.
+    let start = after_name.iter().position(|b| !b.is_ascii_whitespace())?;
+    let word = after_name.get(start..start + 5)?;
+    if !word.eq_ignore_ascii_case(b"show ") {
+        return None;
+    }
     let end = after_name.iter().position(|b| *b == 0)?;
     let sql = std::str::from_utf8(&after_name[..end]).ok()?;
     let name = show_target(sql)?;
@@ -203,7 +205,7 @@ impl Session {
     }
 
     /// The SHOW a batch made only of pgroute's own `SHOW pgroute.*` asks for.
-    fn local_batch_name(&self) -> Option<String> {
+    pub(super) fn local_batch_name(&self) -> Option<String> {
         let mut name = None;
         for msg in &self.batch.msgs {
             if let Some(n) = Self::local_show(msg)? {
@@ -213,20 +215,12 @@ impl Session {
         name
     }
 
-    /// Whether the pending batch is pgroute's own to answer.
-    pub(super) fn is_local_batch(&self) -> bool {
-        self.local_batch_name().is_some()
-    }
-
     /// A batch made only of pgroute's own `SHOW pgroute.*` (Parse, Bind, Describe, Execute,
     /// Sync of it, as drivers that prepare every statement send): answered here, as the server
     /// answers a SHOW. Returns false when the batch is not one.
-    pub(super) fn answer_local_batch(&mut self) -> bool {
-        let Some(name) = self.local_batch_name() else {
-            return false;
-        };
+    pub(super) fn answer_local_batch(&mut self, name: &str) {
         let batch = std::mem::take(&mut self.batch);
-        let value = self.show_value(&name);
+        let value = self.show_value(name);
         let txn = self.state.txn.byte();
         let mut failed = false;
         for msg in &batch.msgs {
@@ -246,7 +240,7 @@ impl Session {
                 ExtMsg::CloseNamed { .. } => out.extend_from_slice(&messages::empty(b'3')),
                 ExtMsg::DescribeStmt { .. } => {
                     out.extend_from_slice(&[b't', 0, 0, 0, 6, 0, 0]);
-                    row_description(out, &[&name]);
+                    row_description(out, &[name]);
                 }
                 ExtMsg::Execute { .. } => match &value {
                     Some(v) => {
@@ -268,7 +262,7 @@ impl Session {
                         failed = false;
                         messages::ready_for_query(out, txn);
                     }
-                    b'D' => row_description(out, &[&name]),
+                    b'D' => row_description(out, &[name]),
                     b'C' => out.extend_from_slice(&messages::empty(b'3')),
                     _ => {}
                 },
@@ -277,7 +271,6 @@ impl Session {
         }
         // The server's unnamed statement is no longer the session's.
         self.unnamed_on_held = false;
-        true
     }
 }
 

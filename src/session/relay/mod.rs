@@ -398,14 +398,7 @@ impl Relay {
             }
             self.settle_front(out, Some(t));
             if t == tag::ERROR && messages::is_fatal(frame) {
-                if self.holding {
-                    // Nothing reached the client yet: the read may still go elsewhere.
-                    return Err(RelayError::FatalBeforeReply);
-                }
-                // "FATAL … the server closes the connection": relayed whoever it was for.
-                out.extend_from_slice(frame);
-                events.push(Event::Fatal);
-                return Ok(());
+                return self.relay_fatal(frame, out, events);
             }
             if self.expects.is_empty() {
                 return Err(RelayError::Unexpected(t as char));
@@ -446,6 +439,22 @@ impl Relay {
                 self.complete(t, frame, events);
             }
         }
+        Ok(())
+    }
+
+    /// "FATAL … the server closes the connection": relayed whoever it was for, unless nothing
+    /// reached the client yet and the read may still go elsewhere.
+    fn relay_fatal(
+        &mut self,
+        frame: &[u8],
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Result<(), RelayError> {
+        if self.holding {
+            return Err(RelayError::FatalBeforeReply);
+        }
+        out.extend_from_slice(frame);
+        events.push(Event::Fatal);
         Ok(())
     }
 
