@@ -12,6 +12,7 @@ use super::extended::{Encoder, ExtMsg};
 use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
+use super::state::TxnStatus;
 use super::{Held, Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
@@ -397,12 +398,15 @@ impl Session {
                 self.state.copy_data_sent = false;
             }
             Unit::Batch(msgs) => {
+                let txn_may_have_failed =
+                    self.state.txn == TxnStatus::Failed || !h.relay.expects.is_empty();
                 let mut enc = Encoder {
                     conn: &mut h.conn,
                     out: to_server,
                     expects: &mut h.relay.expects,
                     unnamed_on_conn: self.unnamed_on_held,
                     copy_data: self.state.copy_data_sent,
+                    txn_may_have_failed,
                 };
                 for msg in msgs {
                     enc.encode(msg);

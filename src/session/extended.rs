@@ -12,7 +12,7 @@ use super::relay::{Expect, ExpectKind};
 use super::statements::Statement;
 use super::{Session, SessionError};
 use crate::backend::ServerConn;
-use crate::classify::{Classification, Target};
+use crate::classify::{Classification, Target, TxnControl};
 use crate::consistency::{parse_hints, Hints};
 use crate::protocol::{messages, Body};
 
@@ -276,6 +276,19 @@ impl Session {
     }
 }
 
+/// The statement name a text already prepared on the connection is parsed again under, to
+/// learn whether the server accepts a Parse now (see [`Encoder::txn_may_have_failed`]).
+const REPARSE_NAME: &str = "pgroute_reparse";
+
+/// `COMMIT`/`ROLLBACK` (and `ROLLBACK TO`, filed with savepoints): the statements PostgreSQL
+/// still parses in a failed transaction.
+fn ends_transaction(stmt: &Statement) -> bool {
+    matches!(
+        stmt.class.txn,
+        Some(TxnControl::Commit | TxnControl::Rollback | TxnControl::Savepoint)
+    )
+}
+
 /// Rewrites a batch for `conn`: the bytes to send and the replies to expect, in order.
 pub struct Encoder<'a> {
     pub conn: &'a mut ServerConn,
@@ -285,6 +298,9 @@ pub struct Encoder<'a> {
     pub unnamed_on_conn: bool,
     /// COPY data was written since the last Execute (a Sync after it may be ambiguous).
     pub copy_data: bool,
+    /// The server may be in a failed transaction when the batch reaches it (it is, or replies
+    /// are still due): PostgreSQL refuses a Parse there (25P02), so pgroute may not answer one.
+    pub txn_may_have_failed: bool,
 }
 
 impl Encoder<'_> {
@@ -293,7 +309,19 @@ impl Encoder<'_> {
         match msg {
             ExtMsg::ParseNamed { client_name, stmt } => {
                 let mut e = if self.conn.prepared.contains(&stmt.id) {
-                    Expect::synthetic(messages::empty(b'1'))
+                    if self.txn_may_have_failed && !ends_transaction(stmt) {
+                        // Parsed again under a name closed at once: ParseComplete in a good
+                        // transaction, 25P02 (and the rest discarded) in a failed one.
+                        messages::parse(self.out, REPARSE_NAME, &stmt.after_name);
+                        messages::with_statement_name(self.out, b'C', b"S", REPARSE_NAME, b"");
+                        let mut e = Expect::new(ExpectKind::Parse);
+                        e.forget_client = Some((client_name.clone(), stmt.clone()));
+                        self.expects.push_back(e);
+                        self.expects.push_back(Expect::hidden(ExpectKind::Close));
+                        return;
+                    } else {
+                        Expect::synthetic(messages::empty(b'1'))
+                    }
                 } else {
                     self.conn.prepared.insert(stmt.id);
                     messages::parse(self.out, &stmt.server_name, &stmt.after_name);

@@ -205,17 +205,23 @@ impl Session {
         }
     }
 
-    /// A Parse of a name whose earlier Parse may still fail on the server: whether the name is
-    /// taken (42P05) is only known once that reply is in, so the new Parse waits for it.
+    /// A Parse of a name whose earlier Parse may still fail on the server, or whose Close the
+    /// server may still skip (after an error before it): whether the name is taken (42P05) is
+    /// only known once those replies are in, so the new Parse waits for them.
     fn reparse_in_flight(&self) -> bool {
-        let busy = self.held.as_ref().is_some_and(|h| !h.relay.is_idle());
-        if !busy {
+        let Some(h) = self.held.as_ref().filter(|h| !h.relay.is_idle()) else {
             return false;
-        }
+        };
         let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
         let mut body = crate::protocol::Body::of_frame(&self.cbuf[..frame_end]);
-        body.cstr("Parse")
-            .is_ok_and(|name| !name.is_empty() && self.statements.contains_key(name))
+        body.cstr("Parse").is_ok_and(|name| {
+            !name.is_empty()
+                && (self.statements.contains_key(name)
+                    || h.relay
+                        .expects
+                        .iter()
+                        .any(|e| e.restore.as_ref().is_some_and(|(closed, _)| closed == name)))
+        })
     }
 
     pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {

@@ -11,6 +11,7 @@ mod local;
 mod params;
 mod relay;
 mod replies;
+mod reported;
 pub mod startup;
 mod state;
 pub mod statements;
@@ -88,6 +89,8 @@ pub struct Session {
     cbuf: BytesMut,
     /// Bytes for the client, written before the session waits again.
     out: BytesMut,
+    /// ParameterStatus as the client was told it.
+    reported: reported::Reported,
     /// Bytes for the server being gathered (kept for its capacity).
     to_server: BytesMut,
     /// Relay events being handled (kept for its capacity).
@@ -262,6 +265,7 @@ impl Session {
             client,
             cbuf,
             out: BytesMut::with_capacity(16 * 1024),
+            reported: reported::Reported::default(),
             to_server: BytesMut::with_capacity(4 * 1024),
             events: Vec::with_capacity(8),
             pools,
@@ -292,11 +296,18 @@ impl Session {
         let server_params = self.server_parameters().await?;
         let mut out = BytesMut::new();
         messages::authentication(&mut out, pgwire::messages::startup::Authentication::Ok);
+        let mut told = Vec::new();
+        let mut asked = Vec::new();
         for (name, value) in server_params.iter() {
-            let asked = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
-            let value = asked.map(|(_, v)| v).unwrap_or(value);
+            let given = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+            let value = given.map(|(_, v)| v).unwrap_or(value);
             messages::parameter_status(&mut out, name, value);
+            told.push((name.as_str(), value.as_str()));
+            if given.is_some() {
+                asked.push((name.as_str(), value.as_str()));
+            }
         }
+        self.reported = reported::Reported::new(told.into_iter(), asked.into_iter());
         self.cancel = self.proxy.cancels.register();
         let (pid, secret) = self.cancel.key();
         messages::backend_key_data(&mut out, pid, secret);

@@ -11,7 +11,7 @@ use super::dispatch::Retry;
 use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, RelayError};
-use super::state::TxnStatus;
+use super::state::{Copy, TxnStatus};
 use super::{Session, SessionError};
 use crate::backend::BackendError;
 use crate::classify::{Classification, PinReason};
@@ -26,7 +26,12 @@ impl Session {
         };
         let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
-        match h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+        match h.relay.process(
+            &mut conn.buf,
+            &mut self.out,
+            &mut events,
+            &mut self.reported,
+        ) {
             Err(RelayError::FatalBeforeReply) => {
                 self.events = events;
                 return self.lost(BackendError::Closed).await;
@@ -45,9 +50,10 @@ impl Session {
         }
         let mut to_server = BytesMut::new();
         for event in events.drain(..) {
-            self.on_event(event, &mut to_server);
+            self.on_event(event);
         }
         self.events = events;
+        self.on_drained(&mut to_server);
         if !to_server.is_empty() {
             if let Some(h) = self.held.as_mut() {
                 if let Err(e) = h.conn.write(&to_server).await {
@@ -57,6 +63,37 @@ impl Session {
         }
         self.release_if_done();
         Ok(())
+    }
+
+    /// pgroute's own statements on the held connection go out only once the server has
+    /// answered everything sent to it: sent earlier, they would land behind the client's
+    /// pipelined messages (inside its COPY, or its unsynced extended messages). Then: the
+    /// client's parameters put back (after a RESET), and once no transaction is open, the
+    /// commit's LSN asked for and parameters a transaction touched read back.
+    fn on_drained(&mut self, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        // After a Flush the server is in the client's sequence: a Query there would end it
+        // (or be discarded after an error).
+        if !h.relay.expects.is_empty() || self.state.awaiting_sync || self.state.copy != Copy::None
+        {
+            return;
+        }
+        if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
+            messages::query(to_server, &sql);
+            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+            h.conn.session_params = self.params.clone();
+        }
+        if self.state.txn != TxnStatus::Idle {
+            return;
+        }
+        if std::mem::take(&mut h.wrote) {
+            self.after_commit(to_server);
+        }
+        if !self.touched.is_empty() {
+            self.read_back_params(to_server);
+        }
     }
 
     /// A transaction that changed session parameters ended: ask the server what they are now
@@ -93,21 +130,13 @@ impl Session {
         }
     }
 
-    pub(super) fn on_event(&mut self, event: Event, to_server: &mut BytesMut) {
+    pub(super) fn on_event(&mut self, event: Event) {
         let Some(h) = self.held.as_mut() else {
             return;
         };
         match event {
-            Event::Ready(status) => {
-                if status == b'I' && std::mem::take(&mut h.wrote) {
-                    self.after_commit(to_server);
-                }
-                if status == b'I' && !self.touched.is_empty() {
-                    self.read_back_params(to_server);
-                }
-                self.state.on_ready(status);
-            }
-            Event::Completed(class) => self.on_completed(&class, to_server),
+            Event::Ready(status) => self.state.on_ready(status),
+            Event::Completed(class) => self.on_completed(&class),
             Event::Forget { client, server } => {
                 // Only if the name still means that statement (a later Parse may reuse it).
                 if let Some((name, stmt)) = client {
@@ -140,7 +169,7 @@ impl Session {
 
     /// A statement with session effects completed: parameters, pgroute's own settings,
     /// prepared statements dropped, pins.
-    fn on_completed(&mut self, class: &Classification, to_server: &mut BytesMut) {
+    fn on_completed(&mut self, class: &Classification) {
         let Some(h) = self.held.as_mut() else {
             return;
         };
@@ -155,11 +184,6 @@ impl Session {
         // The server resets to *its* connection defaults (pgroute's startup values), not the
         // client's: follow it, then put the client's values back if they differ.
         params::apply_on_server(&mut h.conn.session_params, &class.params);
-        if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
-            messages::query(to_server, &sql);
-            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
-            h.conn.session_params = self.params.clone();
-        }
         if class.releases.contains(PinReason::SqlPrepare) {
             // DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the server
             // session: pgroute's, and so (as PostgreSQL would) the client's.
@@ -197,7 +221,8 @@ impl Session {
         let done = self
             .held
             .as_ref()
-            .is_some_and(|h| self.state.may_release(h.relay.is_idle()));
+            // A write not yet followed by its LSN capture (see `on_drained`) keeps it too.
+            .is_some_and(|h| self.state.may_release(h.relay.is_idle() && !h.wrote));
         if let (false, Some(h)) = (done, &self.held) {
             tracing::trace!(state = ?self.state, pending = h.relay.expects.len(), "connection kept");
         }

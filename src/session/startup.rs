@@ -130,25 +130,37 @@ pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<He
     }
 }
 
+/// The name/value pairs of a StartupMessage body (after the version), scanned as PostgreSQL
+/// scans them (ProcessStartupPacket): a string runs to its NUL or the packet's end, a name
+/// without a value ends the list, and the list must end exactly one byte before the packet
+/// does (that byte is not checked).
 fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, SessionError> {
+    fn cstr(b: &[u8]) -> &[u8] {
+        b.iter().position(|&c| c == 0).map_or(b, |end| &b[..end])
+    }
     let mut params = BTreeMap::new();
     let mut unsupported = Vec::new();
-    let mut body = Body::new(body);
-    loop {
-        let name = body
-            .cstr("startup")
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        if name.is_empty() {
+    let mut offset = 0;
+    while offset < body.len() && body[offset] != 0 {
+        let name = cstr(&body[offset..]);
+        let value_at = offset + name.len() + 1;
+        if value_at >= body.len() {
             break;
         }
-        let value = body
-            .cstr("startup")
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let value = cstr(&body[value_at..]);
+        offset = value_at + value.len() + 1;
+        let name = String::from_utf8_lossy(name).into_owned();
         if name.starts_with("_pq_.") {
-            unsupported.push(name.to_owned());
+            unsupported.push(name);
         } else {
-            params.insert(name.to_owned(), value.to_owned());
+            params.insert(name, String::from_utf8_lossy(value).into_owned());
         }
+    }
+    if offset + 1 != body.len() {
+        return Err(SessionError::Refused(
+            SqlState::PROTOCOL_VIOLATION,
+            "invalid startup packet layout: expected terminator as last byte".into(),
+        ));
     }
     let minor = code & 0xffff;
     let negotiate = (minor > 0 || !unsupported.is_empty()).then_some((minor.min(0), unsupported));
@@ -279,4 +291,32 @@ async fn read_password_frame(
 
 async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), SessionError> {
     stream.write_all(bytes).await.map_err(SessionError::Client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params_of(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+        match parse_startup(0x0003_0000, body) {
+            Ok(Hello::Startup { params, .. }) => Ok(params.into_iter().collect()),
+            Ok(_) => Err("not a startup".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn startup_parameters_are_scanned_as_postgres_scans_them() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(params_of(b"user\0app\0\0"), Ok(vec![pair("user", "app")]));
+        // The last byte ends the list whatever it is; a one-byte name there has no value.
+        assert_eq!(params_of(b"user\0app\0x"), Ok(vec![pair("user", "app")]));
+        let layout = Err("invalid startup packet layout: expected terminator as last byte".into());
+        assert_eq!(params_of(b"user\0app\0xy"), layout);
+        assert_eq!(params_of(b"user\0app"), layout);
+        assert_eq!(params_of(b"user\0app\0\0\0"), layout);
+        assert_eq!(params_of(b""), layout);
+        // Bytes that are not UTF-8 do not end the session task.
+        assert!(params_of(b"user\0\xff\xfe\0\0").is_ok());
+    }
 }

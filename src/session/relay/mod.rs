@@ -3,167 +3,15 @@
 //! one pgroute synthesizes (replies to client messages it answered itself).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
-use super::statements::Statement;
-use crate::backend::view::Lsn;
-use crate::classify::Classification;
+mod expect;
+
+pub use expect::{Event, Expect, ExpectKind};
+
+use super::reported::Reported;
 use crate::protocol::{frame_len, messages, tag, FrameError};
-
-/// What one frontend message will be answered with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExpectKind {
-    /// ParseComplete.
-    Parse,
-    /// BindComplete.
-    Bind,
-    /// ParameterDescription (statements only), then RowDescription or NoData.
-    Describe,
-    /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended (COPY in between).
-    Execute,
-    /// CloseComplete.
-    Close,
-    /// ReadyForQuery.
-    Sync,
-    /// A simple Query: any number of results, then ReadyForQuery.
-    Query,
-    /// pgroute's own `SELECT current_setting(…)` of these parameters after a transaction that
-    /// changed them; nothing reaches the client.
-    ReadParams(Vec<String>),
-    /// pgroute's own `SELECT pg_current_wal_insert_lsn()` after a write (read-your-writes):
-    /// its DataRow carries the LSN; nothing reaches the client.
-    CaptureLsn,
-    /// Nothing from the server: pgroute sends these bytes itself when their turn comes.
-    Synthetic(Bytes),
-    /// Nothing from the server: marks where the client's CopyDone/CopyFail went, so that the
-    /// Syncs sent between a COPY FROM STDIN and its end are known to be ignored.
-    CopyEnd,
-}
-
-/// One expected reply.
-#[derive(Debug, Clone)]
-pub struct Expect {
-    pub kind: ExpectKind,
-    /// False for replies to messages pgroute injected: the client never sees them.
-    pub visible: bool,
-    /// If this message does not succeed, the client's statement of this name was never created.
-    pub forget_client: Option<(String, Arc<Statement>)>,
-    /// If this message does not succeed, the statement with this registry id is not on the
-    /// connection.
-    pub forget_server: Option<u64>,
-    /// The statement being executed (Execute, Query), for the session parameters it sets.
-    pub class: Option<Arc<Classification>>,
-    /// An ErrorResponse was seen within this reply (Query).
-    pub failed: bool,
-    /// Statement results (CommandComplete, EmptyQueryResponse) seen within this reply (Query).
-    pub results: usize,
-    /// An error about this message names pgroute's statement (first); the client knows it by
-    /// the second name.
-    pub rename: Option<(String, String)>,
-    /// A Close of this client statement, undone if an earlier error makes the server skip it.
-    pub restore: Option<(String, Arc<Statement>)>,
-    /// A Sync sent after COPY data: if it turns out to have been sent during a COPY that then
-    /// fails, the server may or may not answer it (it answers only if it read it after the
-    /// error).
-    pub after_copy_data: bool,
-    /// A Sync that may get no ReadyForQuery (see `after_copy_data`).
-    pub optional: bool,
-    /// Only an error reply reaches the client (the client sent Terminate without Sync: the
-    /// server would not have flushed anything else).
-    pub quiet: bool,
-}
-
-impl Expect {
-    pub fn new(kind: ExpectKind) -> Self {
-        Expect {
-            kind,
-            visible: true,
-            forget_client: None,
-            forget_server: None,
-            class: None,
-            failed: false,
-            results: 0,
-            rename: None,
-            restore: None,
-            after_copy_data: false,
-            optional: false,
-            quiet: false,
-        }
-    }
-
-    pub fn hidden(kind: ExpectKind) -> Self {
-        Expect {
-            visible: false,
-            ..Expect::new(kind)
-        }
-    }
-
-    pub fn synthetic(bytes: Bytes) -> Self {
-        Expect::new(ExpectKind::Synthetic(bytes))
-    }
-
-    /// Does `tag` end this reply?
-    fn completed_by(&self, t: u8) -> bool {
-        match self.kind {
-            ExpectKind::Parse => t == tag::PARSE_COMPLETE,
-            ExpectKind::Bind => t == tag::BIND_COMPLETE,
-            ExpectKind::Close => t == tag::CLOSE_COMPLETE,
-            ExpectKind::Describe => t == tag::ROW_DESCRIPTION || t == tag::NO_DATA,
-            ExpectKind::Execute => matches!(
-                t,
-                tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED
-            ),
-            ExpectKind::Sync
-            | ExpectKind::Query
-            | ExpectKind::CaptureLsn
-            | ExpectKind::ReadParams(_) => t == tag::READY_FOR_QUERY,
-            ExpectKind::Synthetic(_) | ExpectKind::CopyEnd => true,
-        }
-    }
-
-    /// Answered by ReadyForQuery.
-    fn is_sync_like(&self) -> bool {
-        matches!(
-            self.kind,
-            ExpectKind::Sync
-                | ExpectKind::Query
-                | ExpectKind::CaptureLsn
-                | ExpectKind::ReadParams(_)
-        )
-    }
-}
-
-/// Something the session must act on, found while relaying.
-#[derive(Debug)]
-pub enum Event {
-    /// ReadyForQuery for the client with this transaction status.
-    Ready(u8),
-    /// A statement completed; apply the session parameters it set.
-    Completed(Arc<Classification>),
-    /// A statement that pgroute tracks failed: forget these names.
-    Forget {
-        client: Option<(String, Arc<Statement>)>,
-        server: Option<u64>,
-    },
-    /// A Close the server skipped after an error: the statement still exists.
-    Restore(String, Arc<Statement>),
-    /// The server entered COPY IN: client CopyData goes straight to it. `extended`: the COPY
-    /// was started by an Execute, whose Sync the server ignored, so the connection belongs to
-    /// this client until it sends the Sync that follows CopyDone/CopyFail (after an error the
-    /// server discards everything up to that Sync).
-    CopyIn { extended: bool },
-    /// The server left COPY IN (the COPY completed or failed).
-    CopyInEnded,
-    /// Session parameters as the server reports them after a transaction (None: not set).
-    ParamValues(Vec<(String, Option<String>)>),
-    /// The primary's WAL insert position after the session's last write.
-    Lsn(Lsn),
-    /// The server sent a FATAL (or PANIC) error: it is closing the connection. The client
-    /// has been sent the error and must be disconnected, as PostgreSQL would.
-    Fatal,
-}
 
 /// The replies still to come on one server connection.
 #[derive(Debug, Default)]
@@ -184,6 +32,8 @@ pub struct Relay {
     /// (server pid, client pid): NotificationResponse raised by this server connection itself
     /// carries the pid the client was given.
     pids: (i32, i32),
+    /// Replies to quiet messages, sent only if an error or notice follows them.
+    unflushed: BytesMut,
 }
 
 /// The server sent a message pgroute did not expect: the connection is out of step.
@@ -208,6 +58,7 @@ impl Relay {
         self.copy_in = false;
         self.optional_answered = 0;
         self.discarding = false;
+        self.unflushed.clear();
         self
     }
 
@@ -238,6 +89,7 @@ impl Relay {
         buf: &mut BytesMut,
         out: &mut BytesMut,
         events: &mut Vec<Event>,
+        reported: &mut Reported,
     ) -> Result<bool, RelayError> {
         let mut replied = false;
         // Frames are read where they lie and the buffer advanced once: no per-frame split.
@@ -253,8 +105,13 @@ impl Relay {
             let t = frame[0];
             match t {
                 // Asynchronous messages may come at any time and always reach the client.
-                tag::NOTICE | tag::PARAMETER_STATUS => {
+                tag::NOTICE => {
+                    self.flush_quiet(out);
                     out.extend_from_slice(frame);
+                    continue;
+                }
+                tag::PARAMETER_STATUS => {
+                    reported.on_server_report(frame);
                     continue;
                 }
                 tag::NOTIFICATION => {
@@ -264,7 +121,7 @@ impl Relay {
                 _ => {}
             }
             let before = out.len();
-            if let Err(e) = self.process_one(frame, out, events) {
+            if let Err(e) = self.process_one(frame, out, events, reported) {
                 break Err(e);
             }
             self.hold_or_release(out, before, is_prelude(t));
@@ -297,6 +154,14 @@ impl Relay {
             out.extend_from_slice(&self.held);
             self.held.clear();
             self.holding = false;
+        }
+    }
+
+    /// What quiet messages' replies were held: PostgreSQL flushes them with an error or notice.
+    fn flush_quiet(&mut self, out: &mut BytesMut) {
+        if !self.unflushed.is_empty() {
+            out.extend_from_slice(&self.unflushed);
+            self.unflushed.clear();
         }
     }
 
@@ -369,6 +234,9 @@ impl Relay {
                 return;
             };
             match &front.kind {
+                ExpectKind::Synthetic(bytes) if front.quiet => {
+                    self.unflushed.extend_from_slice(bytes)
+                }
                 ExpectKind::Synthetic(bytes) => out.extend_from_slice(bytes),
                 ExpectKind::CopyEnd => {}
                 ExpectKind::Sync if t.is_some_and(|t| t != tag::READY_FOR_QUERY) => {
@@ -390,6 +258,7 @@ impl Relay {
         frame: &[u8],
         out: &mut BytesMut,
         events: &mut Vec<Event>,
+        reported: &mut Reported,
     ) -> Result<(), RelayError> {
         let t = frame[0];
         {
@@ -423,7 +292,17 @@ impl Relay {
             if t == tag::READY_FOR_QUERY && !completes {
                 return Err(RelayError::Unexpected(t as char));
             }
-            if front.visible && !front.quiet {
+            if front.visible && front.quiet {
+                self.unflushed.extend_from_slice(frame);
+            } else if front.visible {
+                if t == tag::READY_FOR_QUERY {
+                    // A simple Query's changes, known before its report (an Execute's came
+                    // with its CommandComplete).
+                    if let (Some(class), false) = (&front.class, front.failed) {
+                        reported.on_changes(&class.params);
+                    }
+                    reported.flush(out);
+                }
                 out.extend_from_slice(frame);
             }
             if t == tag::DATA_ROW {
@@ -436,7 +315,7 @@ impl Relay {
                 self.copy_started();
             }
             if completes {
-                self.complete(t, frame, events);
+                self.complete(t, frame, events, reported);
             }
         }
         Ok(())
@@ -465,6 +344,10 @@ impl Relay {
         let Some(front) = self.expects.front() else {
             return;
         };
+        if front.quiet && !self.unflushed.is_empty() {
+            out.extend_from_slice(&self.unflushed);
+            self.unflushed.clear();
+        }
         if let Some((ours, theirs)) = &front.rename {
             out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
         } else if front.visible || front.kind == ExpectKind::Parse {
@@ -478,7 +361,7 @@ impl Relay {
         self.on_error(out, events);
     }
 
-    fn complete(&mut self, t: u8, frame: &[u8], events: &mut Vec<Event>) {
+    fn complete(&mut self, t: u8, frame: &[u8], events: &mut Vec<Event>, reported: &mut Reported) {
         let Some(done) = self.expects.pop_front() else {
             return;
         };
@@ -492,6 +375,9 @@ impl Relay {
         }
         if let (Some(class), false) = (&done.class, done.failed) {
             if class.has_session_effects() && t != tag::PORTAL_SUSPENDED {
+                if t != tag::READY_FOR_QUERY {
+                    reported.on_changes(&class.params);
+                }
                 events.push(Event::Completed(class.clone()));
             }
         }
