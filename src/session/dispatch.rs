@@ -18,7 +18,7 @@ use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
 use crate::consistency::{parse_hints, Hints};
 use crate::protocol::messages::{self, Severity};
-use crate::protocol::{frame_len, Body};
+use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
 use crate::router::{Question, Route, RouteError};
 use tokio_postgres::error::SqlState;
@@ -173,8 +173,8 @@ impl Session {
         &mut self,
         to_server: &mut BytesMut,
     ) -> Result<bool, SessionError> {
-        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-        let text = Body::of_frame(&self.cbuf[..frame_end])
+        let frame = self.client.peek_frame().ok().flatten().unwrap_or_default();
+        let text = Body::of_frame(frame)
             .cbytes("Query")
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         // Text in a client encoding other than UTF-8 is forwarded to the primary unread.
@@ -198,8 +198,8 @@ impl Session {
         }
         if self.may_defer_begin(&class) {
             let frame = self.split_client()?;
-            messages::command_complete(&mut self.out, "BEGIN");
-            messages::ready_for_query(&mut self.out, b'T');
+            messages::command_complete(self.client.out(), "BEGIN");
+            messages::ready_for_query(self.client.out(), b'T');
             self.state.defer_begin(frame);
             return Ok(true);
         }
@@ -525,9 +525,9 @@ impl Session {
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
     pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
         let msg = format!("pgroute: {}", e.message());
-        messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
+        messages::error_response(self.client.out(), Severity::Error, &e.sqlstate(), &msg);
         if ready {
-            messages::ready_for_query(&mut self.out, self.state.txn.byte());
+            messages::ready_for_query(self.client.out(), self.state.txn.byte());
         }
     }
 }

@@ -4,13 +4,11 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::state::Copy;
 use super::{Session, SessionError};
 use crate::backend::BackendError;
 use crate::protocol::messages::{self, Severity};
-use crate::protocol::{frame_len, split_frame};
 use tokio_postgres::error::SqlState;
 
 /// Client bytes read ahead while a unit waits for the held connection.
@@ -18,6 +16,15 @@ const BLOCKED_READ_LIMIT: usize = 1 << 20;
 
 /// How long replies still due are relayed after the client said Terminate or closed its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(5);
+
+/// What the session loop does after one client message.
+enum Step {
+    Next,
+    /// The message waits for the held connection.
+    Blocked,
+    /// The client said Terminate.
+    Terminate,
+}
 
 /// Outcome of reading from whichever side spoke first.
 enum Input {
@@ -46,9 +53,9 @@ impl Session {
             // While a unit waits, the client is still read (up to a bound), so that a client
             // that goes away is noticed whatever the server is doing.
             let read_client =
-                closing.is_none() && (!blocked || self.cbuf.len() < BLOCKED_READ_LIMIT);
+                closing.is_none() && (!blocked || self.client.buffered() < BLOCKED_READ_LIMIT);
             let input = match self.held.as_mut() {
-                None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
+                None => Input::Client(self.client.read_more().await),
                 Some(h) => {
                     let server = &mut *h.conn;
                     let grace = closing.map_or(CLOSING_GRACE, |d| {
@@ -57,8 +64,8 @@ impl Session {
                     // Biased (no random start per poll): the server's replies first.
                     tokio::select! {
                         biased;
-                        r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
-                        r = self.client.read_buf(&mut self.cbuf), if read_client => Input::Client(r),
+                        r = server.read_more() => Input::Server(r),
+                        r = self.client.read_more(), if read_client => Input::Client(r),
                         _ = tokio::time::sleep(grace), if closing.is_some() => continue,
                     }
                 }
@@ -91,13 +98,13 @@ impl Session {
     /// connection).
     async fn client_gone_during_copy(&mut self) {
         messages::error_response(
-            &mut self.out,
+            self.client.out(),
             Severity::Error,
             &SqlState::CONNECTION_FAILURE,
             "unexpected EOF on client connection with an open transaction",
         );
         messages::error_response(
-            &mut self.out,
+            self.client.out(),
             Severity::Fatal,
             &SqlState::PROTOCOL_VIOLATION,
             "terminating connection because protocol synchronization was lost",
@@ -106,14 +113,7 @@ impl Session {
     }
 
     pub(super) async fn flush_client(&mut self) -> Result<(), SessionError> {
-        if !self.out.is_empty() {
-            self.client
-                .write_all(&self.out)
-                .await
-                .map_err(SessionError::Client)?;
-            self.out.clear();
-        }
-        Ok(())
+        self.client.flush().await.map_err(SessionError::Client)
     }
 
     /// Handles every complete client message that can be handled now. Returns (blocked,
@@ -137,7 +137,8 @@ impl Session {
         result
     }
 
-    // One match over the frontend message types: split, it would read worse.
+    /// Handles client messages until one has to wait (blocked), the client said Terminate, or
+    /// no complete message is left. Returns (blocked, terminate).
     pub(super) async fn process_client_into(
         &mut self,
         to_server: &mut BytesMut,
@@ -149,10 +150,10 @@ impl Session {
                 }
                 continue;
             }
-            let Some(_) =
-                frame_len(&self.cbuf).map_err(|e| SessionError::Protocol(e.to_string()))?
-            else {
-                return Ok((false, false));
+            let tag = match self.client.peek_frame() {
+                Ok(Some(frame)) => frame[0],
+                Ok(None) => return Ok((false, false)),
+                Err(e) => return Err(SessionError::Protocol(e.to_string())),
             };
             if self.state.copy != Copy::None && self.held.is_some() {
                 // COPY FROM STDIN takes every client message, whatever it is.
@@ -163,46 +164,59 @@ impl Session {
                 self.forward_during_copy(frame, to_server);
                 continue;
             }
-            match self.cbuf[0] {
-                t @ (b'Q' | b'F') => {
-                    if !self.batch.is_empty() {
-                        // A Query after extended messages without Sync: send those first.
-                        self.batch.complete = true;
-                        continue;
-                    }
-                    let sent = if t == b'Q' {
-                        self.dispatch_query(to_server).await?
-                    } else {
-                        self.dispatch_call(to_server).await?
-                    };
-                    if !sent {
-                        return Ok((true, false));
-                    }
-                }
-                b'P' if self.reparse_in_flight() => return Ok((true, false)),
-                b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
-                    let frame = self.split_client()?;
-                    self.push_extended(frame)?;
-                }
-                b'd' | b'c' | b'f' => {
-                    let frame = self.split_client()?;
-                    self.copy_message(frame, to_server);
-                }
-                b'X' if !self.batch.is_empty() => {
-                    // Extended messages without Sync before Terminate: the server runs them,
-                    // and its errors (which it flushes at once) still reach the client.
-                    self.batch.complete = true;
-                    self.batch.closing = true;
-                }
-                b'X' => return Ok((false, true)),
-                t => {
-                    return Err(SessionError::Protocol(format!(
-                        "unexpected message type {:?}",
-                        t as char
-                    )))
-                }
+            match self.process_message(tag, to_server).await? {
+                Step::Next => {}
+                Step::Blocked => return Ok((true, false)),
+                Step::Terminate => return Ok((false, true)),
             }
         }
+    }
+
+    /// Handles the client message at the front of the buffer (type `tag`), outside COPY.
+    async fn process_message(
+        &mut self,
+        tag: u8,
+        to_server: &mut BytesMut,
+    ) -> Result<Step, SessionError> {
+        match tag {
+            b'Q' | b'F' if !self.batch.is_empty() => {
+                // A Query after extended messages without Sync: send those first.
+                self.batch.complete = true;
+            }
+            b'Q' | b'F' => {
+                let sent = if tag == b'Q' {
+                    self.dispatch_query(to_server).await?
+                } else {
+                    self.dispatch_call(to_server).await?
+                };
+                if !sent {
+                    return Ok(Step::Blocked);
+                }
+            }
+            b'P' if self.reparse_in_flight() => return Ok(Step::Blocked),
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
+                let frame = self.split_client()?;
+                self.push_extended(frame)?;
+            }
+            b'd' | b'c' | b'f' => {
+                let frame = self.split_client()?;
+                self.copy_message(frame, to_server);
+            }
+            b'X' if !self.batch.is_empty() => {
+                // Extended messages without Sync before Terminate: the server runs them,
+                // and its errors (which it flushes at once) still reach the client.
+                self.batch.complete = true;
+                self.batch.closing = true;
+            }
+            b'X' => return Ok(Step::Terminate),
+            t => {
+                return Err(SessionError::Protocol(format!(
+                    "unexpected message type {:?}",
+                    t as char
+                )))
+            }
+        }
+        Ok(Step::Next)
     }
 
     /// A Parse of a name whose earlier Parse may still fail on the server: whether the name is
@@ -212,14 +226,15 @@ impl Session {
         if !busy {
             return false;
         }
-        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-        let mut body = crate::protocol::Body::of_frame(&self.cbuf[..frame_end]);
+        let frame = self.client.peek_frame().ok().flatten().unwrap_or_default();
+        let mut body = crate::protocol::Body::of_frame(frame);
         body.cstr("Parse")
             .is_ok_and(|name| !name.is_empty() && self.statements.contains_key(name))
     }
 
     pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {
-        split_frame(&mut self.cbuf)
+        self.client
+            .next_frame()
             .map_err(|e| SessionError::Protocol(e.to_string()))?
             .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
     }

@@ -52,15 +52,15 @@ impl Session {
 pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
     if let Some(name) = class.deallocate.as_deref() {
         session.statements.remove(name);
-        messages::command_complete(&mut session.out, "DEALLOCATE");
-        messages::ready_for_query(&mut session.out, session.state.txn.byte());
+        messages::command_complete(session.client.out(), "DEALLOCATE");
+        messages::ready_for_query(session.client.out(), session.state.txn.byte());
         return;
     }
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
         return answer_nodes(session);
     }
     let shown = show_target(sql).map(|name| (name, session.show_value(name)));
-    let out = &mut session.out;
+    let out = session.client.out();
     if let Some((name, value)) = shown {
         match value {
             Some(value) => {
@@ -110,7 +110,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
 /// `SHOW pgroute.nodes`: one row per node.
 fn answer_nodes(session: &mut Session) {
     let rows = node_rows(session);
-    let out = &mut session.out;
+    let out = session.client.out();
     row_description(out, &NODE_COLUMNS);
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
@@ -224,7 +224,7 @@ impl Session {
         let txn = self.state.txn.byte();
         let mut failed = false;
         for msg in &batch.msgs {
-            let out = &mut self.out;
+            let out = self.client.out();
             let tag = match msg {
                 ExtMsg::Forward { frame, .. } => frame.first().copied().unwrap_or(0),
                 _ => 0,

@@ -3,6 +3,7 @@
 //! pooled server connection and relays the replies until the connection can go back to the pool.
 
 pub mod cancel;
+pub mod client;
 mod copy;
 mod dispatch;
 mod extended;
@@ -19,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
@@ -31,6 +31,7 @@ use crate::protocol::messages::{self, Severity};
 use crate::proxy::Proxy;
 use crate::router::decision::{NodeFacts, Reason};
 use crate::router::Route;
+use client::Client;
 use extended::{Batch, Unnamed};
 use params::Params;
 use relay::Relay;
@@ -83,11 +84,9 @@ struct Held {
 /// One connected, authenticated client.
 pub struct Session {
     proxy: Arc<Proxy>,
-    client: TcpStream,
-    /// Client bytes not processed yet.
-    cbuf: BytesMut,
-    /// Bytes for the client, written before the session waits again.
-    out: BytesMut,
+    /// The client's socket, what it sent and not processed yet, and what is queued for it
+    /// (written before the session waits again).
+    client: Client,
     /// Bytes for the server being gathered (kept for its capacity).
     to_server: BytesMut,
     /// Relay events being handled (kept for its capacity).
@@ -121,9 +120,9 @@ pub struct Session {
 }
 
 /// Runs one client connection to its end.
-pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
-    let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    let result = match startup::read_hello(&mut client, &mut cbuf).await {
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
+    let mut client = Client::new(stream);
+    let result = match startup::read_hello(&mut client).await {
         Ok(startup::Hello::Cancel { pid, secret }) => {
             proxy.cancels.cancel(pid, secret).await;
             return;
@@ -139,7 +138,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
                 user = params.get("user").map(String::as_str).unwrap_or(""),
                 db = params.get("database").map(String::as_str).unwrap_or(""),
             );
-            login(proxy, client, cbuf, params, negotiate)
+            login(proxy, client, params, negotiate)
                 .instrument(span)
                 .await
         }
@@ -151,7 +150,9 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
         Err((e, client)) => {
             tracing::debug!(conn_id, error = %e, "session ended");
             if let Some(mut client) = client {
-                let mut out = BytesMut::new();
+                // Only the error: replies queued and not written yet are dropped.
+                client.discard_queued();
+                let out = client.out();
                 match &e {
                     // The server's own refusal (bad database, pgroute's login refused) passes
                     // through as PostgreSQL wrote it.
@@ -159,24 +160,23 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
                         out.extend_from_slice(frame)
                     }
                     _ => messages::error_response(
-                        &mut out,
+                        out,
                         Severity::Fatal,
                         &e.sqlstate(),
                         &e.to_string(),
                     ),
                 }
-                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
             }
         }
     }
 }
 
-type LoginResult = Result<(), (SessionError, Option<TcpStream>)>;
+type LoginResult = Result<(), (SessionError, Option<Client>)>;
 
 async fn login(
     proxy: Arc<Proxy>,
-    mut client: TcpStream,
-    mut cbuf: BytesMut,
+    mut client: Client,
     startup_params: BTreeMap<String, String>,
     negotiate: Option<(i32, Vec<String>)>,
 ) -> LoginResult {
@@ -198,7 +198,7 @@ async fn login(
         ));
     };
     let scram = proxy.scram_secret(&user);
-    if let Err(e) = startup::authenticate(&mut client, &mut cbuf, &user, &scram).await {
+    if let Err(e) = startup::authenticate(&mut client, &user, &scram).await {
         return Err((e, Some(client)));
     }
     let pools: Vec<Arc<Pool>> = proxy
@@ -220,7 +220,7 @@ async fn login(
             return Err((e, Some(client)));
         }
     }
-    let mut session = Session::new(proxy, client, cbuf, pools, params, ryw);
+    let mut session = Session::new(proxy, client, pools, params, ryw);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
@@ -236,22 +236,20 @@ async fn login(
 /// newest version (PG_PROTOCOL_LATEST, 3.0 = 196608) in that field, and clients accept it:
 /// pgroute answers as the server would.
 async fn negotiate_version(
-    client: &mut TcpStream,
+    client: &mut Client,
     minor: i32,
     options: Vec<String>,
 ) -> std::io::Result<()> {
     let newest = (3 << 16) | minor;
     let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(newest, options);
-    let mut out = BytesMut::new();
-    let _ = pgwire::messages::Message::encode(&msg, &mut out);
-    client.write_all(&out).await
+    let _ = pgwire::messages::Message::encode(&msg, client.out());
+    client.flush().await
 }
 
 impl Session {
     fn new(
         proxy: Arc<Proxy>,
-        client: TcpStream,
-        cbuf: BytesMut,
+        client: Client,
         pools: Vec<Arc<Pool>>,
         params: Params,
         ryw: consistency::Session,
@@ -260,8 +258,6 @@ impl Session {
             state: State::new(proxy.config.pool.mode == PoolMode::Session),
             proxy,
             client,
-            cbuf,
-            out: BytesMut::with_capacity(16 * 1024),
             to_server: BytesMut::with_capacity(4 * 1024),
             events: Vec::with_capacity(8),
             pools,
@@ -290,22 +286,20 @@ impl Session {
         startup: &BTreeMap<String, String>,
     ) -> Result<(), SessionError> {
         let server_params = self.server_parameters().await?;
-        let mut out = BytesMut::new();
-        messages::authentication(&mut out, pgwire::messages::startup::Authentication::Ok);
+        let out = self.client.out();
+        messages::authentication(out, pgwire::messages::startup::Authentication::Ok);
         for (name, value) in server_params.iter() {
             let asked = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
             let value = asked.map(|(_, v)| v).unwrap_or(value);
-            messages::parameter_status(&mut out, name, value);
+            messages::parameter_status(out, name, value);
         }
         self.cancel = self.proxy.cancels.register();
         let (pid, secret) = self.cancel.key();
-        messages::backend_key_data(&mut out, pid, secret);
-        messages::ready_for_query(&mut out, b'I');
+        let out = self.client.out();
+        messages::backend_key_data(out, pid, secret);
+        messages::ready_for_query(out, b'I');
         tracing::debug!(user = %user.name, "client authenticated");
-        self.client
-            .write_all(&out)
-            .await
-            .map_err(SessionError::Client)
+        self.client.flush().await.map_err(SessionError::Client)
     }
 
     /// The ParameterStatus values a login reports: those cached by the pools of this user and

@@ -26,7 +26,10 @@ impl Session {
         };
         let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
-        match h.relay.process(&mut conn.buf, &mut self.out, &mut events) {
+        match h
+            .relay
+            .process(conn.frames(), self.client.out(), &mut events)
+        {
             Err(RelayError::FatalBeforeReply) => {
                 self.events = events;
                 return self.lost(BackendError::Closed).await;
@@ -125,7 +128,7 @@ impl Session {
             }
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
-                messages::parameter_status(&mut self.out, "pgroute.lsn", &token.to_string());
+                messages::parameter_status(self.client.out(), "pgroute.lsn", &token.to_string());
             }
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);
@@ -246,7 +249,7 @@ impl Session {
             drop(h);
             self.unnamed_on_held = false;
             self.cancel.set_target(None);
-            messages::ready_for_query(&mut self.out, b'I');
+            messages::ready_for_query(self.client.out(), b'I');
             return Ok(None);
         }
         tracing::warn!(%node, error = %err, "server connection lost");
@@ -263,13 +266,13 @@ impl Session {
         }
         let msg = format!("server connection to node {node} lost: {err}");
         messages::error_response(
-            &mut self.out,
+            self.client.out(),
             Severity::Error,
             &SqlState::CONNECTION_FAILURE,
             &msg,
         );
         for _ in 0..pending {
-            messages::ready_for_query(&mut self.out, b'I');
+            messages::ready_for_query(self.client.out(), b'I');
         }
         Ok(None)
     }
