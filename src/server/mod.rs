@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::session;
 use crate::session::client::Client;
@@ -89,11 +88,6 @@ async fn refuse(proxy: Arc<Proxy>, stream: TcpStream, addr: SocketAddr) {
         _ => return,
     }
     tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
-    messages::error_response(
-        client.out(),
-        Severity::Fatal,
-        &SqlState::TOO_MANY_CONNECTIONS,
-        "sorry, too many clients already",
-    );
+    Error::TooManyClients.write_response(client.out());
     let _ = client.shutdown().await;
 }

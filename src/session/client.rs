@@ -5,7 +5,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::protocol::{frame_len, split_frame, FrameError};
+use crate::error::Violation;
+use crate::protocol::{frame_len, split_frame};
 
 /// Longest startup packet body PostgreSQL reads (MAX_STARTUP_PACKET_LENGTH); the length word
 /// itself comes on top.
@@ -49,15 +50,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
     /// The complete frame at the front of what was received (type byte included), left in
     /// place; None while more bytes are needed.
     #[inline]
-    pub fn peek_frame(&self) -> Result<Option<&[u8]>, FrameError> {
+    pub fn peek_frame(&self) -> Result<Option<&[u8]>, Violation> {
         Ok(frame_len(&self.received)?.map(|n| &self.received[..n]))
     }
 
     /// Takes the complete frame at the front of what was received; None while more bytes are
     /// needed.
     #[inline]
-    pub fn next_frame(&mut self) -> Result<Option<BytesMut>, FrameError> {
-        split_frame(&mut self.received)
+    pub fn next_frame(&mut self) -> Result<Option<BytesMut>, Violation> {
+        Ok(split_frame(&mut self.received)?)
     }
 
     /// Takes the length-prefixed startup-phase packet (no type byte) at the front of what was

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::state::Copy;
-use super::{Session, SessionError};
+use super::Session;
 use crate::backend::BackendError;
-use crate::protocol::messages::{self, Severity};
-use tokio_postgres::error::SqlState;
+use crate::error::{Error, Violation};
 
 /// Client bytes read ahead while a unit waits for the held connection.
 const BLOCKED_READ_LIMIT: usize = 1 << 20;
@@ -33,7 +32,7 @@ enum Input {
 }
 
 impl Session {
-    pub(super) async fn run(&mut self) -> Result<(), SessionError> {
+    pub(super) async fn run(&mut self) -> Result<(), Error> {
         // Set once the client has said Terminate or closed its side: the replies to what it
         // sent before are still relayed (PostgreSQL answers every message it read), up to this
         // deadline, then the session ends.
@@ -79,7 +78,7 @@ impl Session {
                     closing = Some(Instant::now() + CLOSING_GRACE);
                 }
                 Input::Client(Ok(_)) => {}
-                Input::Client(Err(e)) => return Err(SessionError::Client(e)),
+                Input::Client(Err(e)) => return Err(Error::Client(e)),
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data().await?,
@@ -88,7 +87,7 @@ impl Session {
                 // The server ended the connection with a FATAL the client now has: PostgreSQL
                 // closes the client's connection right after it, and so does pgroute.
                 self.flush_client().await?;
-                return Err(SessionError::ServerClosed);
+                return Err(Error::ServerClosed);
             }
         }
     }
@@ -97,28 +96,18 @@ impl Session {
     /// before the session ends, and so does pgroute (the server's COPY is abandoned with the
     /// connection).
     async fn client_gone_during_copy(&mut self) {
-        messages::error_response(
-            self.client.out(),
-            Severity::Error,
-            &SqlState::CONNECTION_FAILURE,
-            "unexpected EOF on client connection with an open transaction",
-        );
-        messages::error_response(
-            self.client.out(),
-            Severity::Fatal,
-            &SqlState::PROTOCOL_VIOLATION,
-            "terminating connection because protocol synchronization was lost",
-        );
+        Error::EofInCopy.write_response(self.client.out());
+        Error::SyncLost.write_response(self.client.out());
         let _ = self.flush_client().await;
     }
 
-    pub(super) async fn flush_client(&mut self) -> Result<(), SessionError> {
-        self.client.flush().await.map_err(SessionError::Client)
+    pub(super) async fn flush_client(&mut self) -> Result<(), Error> {
+        self.client.flush().await.map_err(Error::Client)
     }
 
     /// Handles every complete client message that can be handled now. Returns (blocked,
     /// terminate): blocked when a unit waits for the held connection to finish.
-    pub(super) async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
+    pub(super) async fn process_client(&mut self) -> Result<(bool, bool), Error> {
         // One buffer, kept across calls, collects everything for the server: one write.
         let mut to_server = std::mem::take(&mut self.to_server);
         let result = self.process_client_into(&mut to_server).await;
@@ -142,7 +131,7 @@ impl Session {
     pub(super) async fn process_client_into(
         &mut self,
         to_server: &mut BytesMut,
-    ) -> Result<(bool, bool), SessionError> {
+    ) -> Result<(bool, bool), Error> {
         loop {
             if self.batch.complete {
                 if !self.dispatch_batch(to_server).await? {
@@ -153,7 +142,7 @@ impl Session {
             let tag = match self.client.peek_frame() {
                 Ok(Some(frame)) => frame[0],
                 Ok(None) => return Ok((false, false)),
-                Err(e) => return Err(SessionError::Protocol(e.to_string())),
+                Err(e) => return Err(e.into()),
             };
             if self.state.copy != Copy::None && self.held.is_some() {
                 // COPY FROM STDIN takes every client message, whatever it is.
@@ -173,11 +162,7 @@ impl Session {
     }
 
     /// Handles the client message at the front of the buffer (type `tag`), outside COPY.
-    async fn process_message(
-        &mut self,
-        tag: u8,
-        to_server: &mut BytesMut,
-    ) -> Result<Step, SessionError> {
+    async fn process_message(&mut self, tag: u8, to_server: &mut BytesMut) -> Result<Step, Error> {
         match tag {
             b'Q' | b'F' if !self.batch.is_empty() => {
                 // A Query after extended messages without Sync: send those first.
@@ -209,12 +194,7 @@ impl Session {
                 self.batch.closing = true;
             }
             b'X' => return Ok(Step::Terminate),
-            t => {
-                return Err(SessionError::Protocol(format!(
-                    "unexpected message type {:?}",
-                    t as char
-                )))
-            }
+            t => return Err(Violation::UnexpectedMessage(t as char).into()),
         }
         Ok(Step::Next)
     }
@@ -232,10 +212,7 @@ impl Session {
             .is_ok_and(|name| !name.is_empty() && self.statements.contains_key(name))
     }
 
-    pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {
-        self.client
-            .next_frame()
-            .map_err(|e| SessionError::Protocol(e.to_string()))?
-            .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
+    pub(super) fn split_client(&mut self) -> Result<BytesMut, Error> {
+        Ok(self.client.next_frame()?.ok_or(Violation::Incomplete)?)
     }
 }

@@ -2,7 +2,6 @@
 //! (the read-your-writes token and staleness budget), sent as simple queries.
 
 use bytes::BufMut;
-use tokio_postgres::error::SqlState;
 
 use super::extended::{ExtMsg, StmtRef};
 use super::params::is_pgroute;
@@ -10,7 +9,8 @@ use super::state::TxnStatus;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
+use crate::protocol::messages;
 use crate::protocol::Body;
 
 /// `SHOW pgroute.x`, if that is the whole statement.
@@ -68,12 +68,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
                 data_row(out, &[&value]);
                 messages::command_complete(out, "SHOW");
             }
-            None => messages::error_response(
-                out,
-                Severity::Error,
-                &SqlState::UNDEFINED_OBJECT,
-                &format!("unrecognized configuration parameter \"{name}\""),
-            ),
+            None => Error::UnknownSetting(name.to_owned()).write_response(out),
         }
     } else {
         for change in &class.params {
@@ -85,13 +80,8 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
                 }
                 ParamChange::ResetAll => Ok(()),
             };
-            if let Err(msg) = result {
-                messages::error_response(
-                    out,
-                    Severity::Error,
-                    &SqlState::INVALID_PARAMETER_VALUE,
-                    &msg,
-                );
+            if let Err(e) = result {
+                Error::from(e).write_response(out);
                 break;
             }
             messages::command_complete(
@@ -248,12 +238,7 @@ impl Session {
                         messages::command_complete(out, "SHOW");
                     }
                     None => {
-                        messages::error_response(
-                            out,
-                            Severity::Error,
-                            &SqlState::UNDEFINED_OBJECT,
-                            &format!("unrecognized configuration parameter \"{name}\""),
-                        );
+                        Error::UnknownSetting(name.to_owned()).write_response(out);
                         failed = true;
                     }
                 },

@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
-use crate::backend::{BackendError, Pool, PooledConn};
+use crate::backend::{Pool, PooledConn};
 use crate::config::{PoolMode, UserConfig};
 use crate::consistency;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
+use crate::protocol::messages;
 use crate::proxy::Proxy;
 use crate::router::decision::{NodeFacts, Reason};
 use crate::router::Route;
@@ -37,38 +37,6 @@ use params::Params;
 use relay::Relay;
 use state::State;
 use statements::Statement;
-
-/// Why a session ended or a unit of work failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("client connection failed: {0}")]
-    Client(#[source] std::io::Error),
-    #[error("client disconnected")]
-    ClientGone,
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    #[error("{1}")]
-    Refused(SqlState, String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    /// The server ended the session's connection with a FATAL error, already relayed.
-    #[error("server ended the connection")]
-    ServerClosed,
-}
-
-impl SessionError {
-    /// The SQLSTATE a client sees for this error.
-    pub fn sqlstate(&self) -> SqlState {
-        match self {
-            SessionError::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
-            SessionError::Refused(code, _) => code.clone(),
-            SessionError::Client(_) | SessionError::ClientGone | SessionError::ServerClosed => {
-                SqlState::CONNECTION_FAILURE
-            }
-            SessionError::Backend(e) => e.sqlstate(),
-        }
-    }
-}
 
 /// The server connection a client holds, and the replies still due on it.
 struct Held {
@@ -146,33 +114,20 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
     };
     match result {
         Ok(()) => tracing::debug!(conn_id, "client disconnected"),
-        Err((SessionError::ClientGone, _)) => tracing::debug!(conn_id, "client disconnected"),
+        Err((Error::ClientGone, _)) => tracing::debug!(conn_id, "client disconnected"),
         Err((e, client)) => {
-            tracing::debug!(conn_id, error = %e, "session ended");
+            tracing::debug!(conn_id, error = %e, origin = ?e.origin(), "session ended");
             if let Some(mut client) = client {
                 // Only the error: replies queued and not written yet are dropped.
                 client.discard_queued();
-                let out = client.out();
-                match &e {
-                    // The server's own refusal (bad database, pgroute's login refused) passes
-                    // through as PostgreSQL wrote it.
-                    SessionError::Backend(BackendError::Refused(frame)) => {
-                        out.extend_from_slice(frame)
-                    }
-                    _ => messages::error_response(
-                        out,
-                        Severity::Fatal,
-                        &e.sqlstate(),
-                        &e.to_string(),
-                    ),
-                }
+                e.write_response(client.out());
                 let _ = client.shutdown().await;
             }
         }
     }
 }
 
-type LoginResult = Result<(), (SessionError, Option<Client>)>;
+type LoginResult = Result<(), (Error, Option<Client>)>;
 
 async fn login(
     proxy: Arc<Proxy>,
@@ -182,7 +137,7 @@ async fn login(
 ) -> LoginResult {
     if let Some((minor, options)) = negotiate {
         if let Err(e) = negotiate_version(&mut client, minor, options).await {
-            return Err((SessionError::Client(e), None));
+            return Err((Error::Client(e), None));
         }
     }
     let user_name = startup_params.get("user").cloned().unwrap_or_default();
@@ -191,11 +146,7 @@ async fn login(
         .cloned()
         .unwrap_or_else(|| user_name.clone());
     let Some(user) = proxy.config.user(&user_name).cloned() else {
-        let msg = format!("role \"{user_name}\" does not exist");
-        return Err((
-            SessionError::Refused(SqlState::INVALID_AUTHORIZATION_SPECIFICATION, msg),
-            Some(client),
-        ));
+        return Err((Error::UnknownRole(user_name), Some(client)));
     };
     let scram = proxy.scram_secret(&user);
     if let Err(e) = startup::authenticate(&mut client, &user, &scram).await {
@@ -215,9 +166,8 @@ async fn login(
     let consistency = &proxy.config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
     for (name, value) in params::own_from_startup(&startup_params) {
-        if let Err(msg) = ryw.set(&name, &params::literal(&value)) {
-            let e = SessionError::Refused(SqlState::INVALID_PARAMETER_VALUE, msg);
-            return Err((e, Some(client)));
+        if let Err(e) = ryw.set(&name, &params::literal(&value)) {
+            return Err((Error::StartupSetting(e), Some(client)));
         }
     }
     let mut session = Session::new(proxy, client, pools, params, ryw);
@@ -225,8 +175,8 @@ async fn login(
         return Err((e, Some(session.client)));
     }
     match session.run().await {
-        Ok(()) | Err(SessionError::ClientGone | SessionError::ServerClosed) => Ok(()),
-        Err(e @ SessionError::Client(_)) => Err((e, None)),
+        Ok(()) | Err(Error::ClientGone | Error::ServerClosed) => Ok(()),
+        Err(e @ Error::Client(_)) => Err((e, None)),
         Err(e) => Err((e, Some(session.client))),
     }
 }
@@ -284,7 +234,7 @@ impl Session {
         &mut self,
         user: &UserConfig,
         startup: &BTreeMap<String, String>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), Error> {
         let server_params = self.server_parameters().await?;
         let out = self.client.out();
         messages::authentication(out, pgwire::messages::startup::Authentication::Ok);
@@ -299,14 +249,14 @@ impl Session {
         messages::backend_key_data(out, pid, secret);
         messages::ready_for_query(out, b'I');
         tracing::debug!(user = %user.name, "client authenticated");
-        self.client.flush().await.map_err(SessionError::Client)
+        self.client.flush().await.map_err(Error::Client)
     }
 
     /// The ParameterStatus values a login reports: those cached by the pools of this user and
     /// database (the primary's first), so that a login waits for no server connection. Only
     /// the first login for a user and database borrows one, which also checks that the
     /// database exists and that pgroute can log in.
-    async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, SessionError> {
+    async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, Error> {
         let primary = self.proxy.cluster.primary();
         let order: Vec<usize> = std::iter::once(primary)
             .chain((0..self.pools.len()).filter(|n| *n != primary))
@@ -322,12 +272,16 @@ impl Session {
                     conn.release();
                     return Ok(params);
                 }
-                Err(e @ BackendError::Refused(_)) => return Err(e.into()),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    // A refused login fails on every node alike; a node's failure may not.
+                    let e = Error::Login(e);
+                    if !e.retry() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
             }
         }
-        Err(last.map(SessionError::from).unwrap_or_else(|| {
-            SessionError::Refused(SqlState::CONNECTION_FAILURE, "no node configured".into())
-        }))
+        Err(last.unwrap_or(Error::NoNode))
     }
 }

@@ -7,11 +7,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramServerAuth};
 use pgwire::api::auth::Password;
 use pgwire::messages::startup::Authentication;
-use tokio_postgres::error::SqlState;
 
 use super::client::{Client, ImpossibleLength};
-use super::SessionError;
 use crate::config::{AuthMethod, UserConfig};
+use crate::error::{Error, Violation};
 use crate::protocol::messages;
 use crate::protocol::Body;
 
@@ -40,21 +39,21 @@ pub enum Hello {
 
 /// Reads one length-prefixed startup-phase packet (no type byte); None when its length is
 /// impossible (a client that sent a Terminate or any typed message first ends up here too).
-async fn read_packet(client: &mut Client) -> Result<Option<Bytes>, SessionError> {
+async fn read_packet(client: &mut Client) -> Result<Option<Bytes>, Error> {
     loop {
         match client.next_startup_packet() {
             Ok(Some(pkt)) => return Ok(Some(pkt)),
             Ok(None) => {}
             Err(ImpossibleLength) => return Ok(None),
         }
-        if client.read_more().await.map_err(SessionError::Client)? == 0 {
-            return Err(SessionError::ClientGone);
+        if client.read_more().await.map_err(Error::Client)? == 0 {
+            return Err(Error::ClientGone);
         }
     }
 }
 
 /// Reads packets until a StartupMessage or CancelRequest, refusing SSL and GSS encryption.
-pub async fn read_hello(client: &mut Client) -> Result<Hello, SessionError> {
+pub async fn read_hello(client: &mut Client) -> Result<Hello, Error> {
     // Each encryption may be asked for once; PostgreSQL treats a second request for the same
     // one as an unknown protocol version.
     let (mut ssl_done, mut gss_done) = (false, false);
@@ -78,18 +77,14 @@ pub async fn read_hello(client: &mut Client) -> Result<Hello, SessionError> {
             _ if code >> 16 == 3 => return parse_startup(code, &pkt),
             _ if code >> 16 < 3 => return Err(refuse_protocol_2(client, code).await),
             _ => {
-                return Err(SessionError::Refused(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
-                        code >> 16,
-                        code & 0xffff
-                    ),
-                ))
+                return Err(Error::UnsupportedProtocol {
+                    major: code >> 16,
+                    minor: code & 0xffff,
+                })
             }
         }
         client.out().extend_from_slice(b"N");
-        client.flush().await.map_err(SessionError::Client)?;
+        client.flush().await.map_err(Error::Client)?;
         // "At this point we should have no data already buffered. If we do, it was received
         // before we performed the SSL handshake" (PostgreSQL refuses it even after 'N').
         if client.buffered() > 0 {
@@ -98,16 +93,14 @@ pub async fn read_hello(client: &mut Client) -> Result<Hello, SessionError> {
             } else {
                 "GSSAPI encryption request"
             };
-            return Err(SessionError::Protocol(format!(
-                "received unencrypted data after {what}"
-            )));
+            return Err(Violation::DataAfterEncryptionRequest(what).into());
         }
     }
 }
 
 /// PostgreSQL answers a protocol 2 client in protocol 2's error format: 'E', then the text,
 /// with no length word. The session ends.
-async fn refuse_protocol_2(client: &mut Client, code: i32) -> SessionError {
+async fn refuse_protocol_2(client: &mut Client, code: i32) -> Error {
     let text = format!(
         "EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n\0",
         code >> 16,
@@ -115,23 +108,19 @@ async fn refuse_protocol_2(client: &mut Client, code: i32) -> SessionError {
     );
     client.out().extend_from_slice(text.as_bytes());
     let _ = client.flush().await;
-    SessionError::ClientGone
+    Error::ClientGone
 }
 
-fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, SessionError> {
+fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, Error> {
     let mut params = BTreeMap::new();
     let mut unsupported = Vec::new();
     let mut body = Body::new(body);
     loop {
-        let name = body
-            .cstr("startup")
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let name = body.cstr("startup").map_err(Violation::from)?;
         if name.is_empty() {
             break;
         }
-        let value = body
-            .cstr("startup")
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let value = body.cstr("startup").map_err(Violation::from)?;
         if name.starts_with("_pq_.") {
             unsupported.push(name.to_owned());
         } else {
@@ -165,13 +154,8 @@ pub async fn authenticate(
     client: &mut Client,
     user: &UserConfig,
     scram: &ScramSecret,
-) -> Result<(), SessionError> {
-    let failed = || {
-        SessionError::Refused(
-            SqlState::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{}\"", user.name),
-        )
-    };
+) -> Result<(), Error> {
+    let failed = || Error::WrongPassword(user.name.clone());
     match user.auth {
         AuthMethod::Trust => return Ok(()),
         AuthMethod::Md5 => {
@@ -195,7 +179,7 @@ pub async fn authenticate(
         AuthMethod::ScramSha256 => scram_exchange(client, scram).await.map_err(|e| {
             tracing::debug!(error = %e, "SCRAM exchange failed");
             // A client that leaves mid-exchange is closed silently, as PostgreSQL does.
-            if matches!(e, SessionError::ClientGone | SessionError::Client(_)) {
+            if matches!(e, Error::ClientGone | Error::Client(_)) {
                 return e;
             }
             failed()
@@ -204,7 +188,7 @@ pub async fn authenticate(
     Ok(())
 }
 
-async fn scram_exchange(client: &mut Client, secret: &ScramSecret) -> Result<(), SessionError> {
+async fn scram_exchange(client: &mut Client, secret: &ScramSecret) -> Result<(), Error> {
     messages::authentication(
         client.out(),
         Authentication::SASL(vec!["SCRAM-SHA-256".to_owned()]),
@@ -213,17 +197,17 @@ async fn scram_exchange(client: &mut Client, secret: &ScramSecret) -> Result<(),
     // SASLInitialResponse: mechanism name, then Int32 length of the client-first message (or -1).
     let frame = read_password_frame(client).await?;
     let mut body = Body::of_frame(&frame);
-    let bad = |_| SessionError::Protocol("malformed SASLInitialResponse".into());
+    let bad = |_| Violation::Sasl("malformed SASLInitialResponse");
     let mech = body.cstr("sasl").map_err(bad)?;
     let len = body.i32("sasl").map_err(bad)?;
     if mech != "SCRAM-SHA-256" || len < 0 || body.rest().len() != len as usize {
-        return Err(SessionError::Protocol("unsupported SASL mechanism".into()));
+        return Err(Violation::Sasl("unsupported SASL mechanism").into());
     }
     let server = ScramServerAuth::new();
     let password = Password::new(Some(secret.salt.clone()), secret.salted.clone());
     let (server_first, waiting) = server
         .on_client_first_message(body.rest(), password)
-        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        .map_err(|e| Violation::Scram(Box::new(e)))?;
     messages::authentication(
         client.out(),
         Authentication::SASLContinue(server_first.into()),
@@ -232,34 +216,26 @@ async fn scram_exchange(client: &mut Client, secret: &ScramSecret) -> Result<(),
     let frame = read_password_frame(client).await?;
     let server_final = waiting
         .on_client_final_message(Body::of_frame(&frame).rest())
-        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        .map_err(|e| Violation::Scram(Box::new(e)))?;
     messages::authentication(client.out(), Authentication::SASLFinal(server_final.into()));
     send(client).await
 }
 
 /// Reads the client's next PasswordMessage-family frame ('p').
-async fn read_password_frame(client: &mut Client) -> Result<BytesMut, SessionError> {
+async fn read_password_frame(client: &mut Client) -> Result<BytesMut, Error> {
     loop {
-        match client
-            .next_frame()
-            .map_err(|e| SessionError::Protocol(e.to_string()))?
-        {
+        match client.next_frame()? {
             Some(f) if f[0] == b'p' => return Ok(f),
-            Some(f) => {
-                return Err(SessionError::Protocol(format!(
-                    "expected a password message, got {:?}",
-                    f[0] as char
-                )))
-            }
+            Some(f) => return Err(Violation::ExpectedPassword(f[0] as char).into()),
             None => {}
         }
-        if client.read_more().await.map_err(SessionError::Client)? == 0 {
-            return Err(SessionError::ClientGone);
+        if client.read_more().await.map_err(Error::Client)? == 0 {
+            return Err(Error::ClientGone);
         }
     }
 }
 
 /// Writes what is queued for the client.
-async fn send(client: &mut Client) -> Result<(), SessionError> {
-    client.flush().await.map_err(SessionError::Client)
+async fn send(client: &mut Client) -> Result<(), Error> {
+    client.flush().await.map_err(Error::Client)
 }
