@@ -17,6 +17,9 @@
 //! - The replies stream back as raw frames ([`protocol`]) until ReadyForQuery, when the
 //!   connection returns to the pool unless a transaction is still open.
 //!
+//! Whatever fails is an [`error::Error`], which knows the SQLSTATE and message the client sees
+//! and whether the unit may be retried on another node.
+//!
 //! [`config`] loads and validates the TOML file (overridable from `PGROUTE_*` variables), and
 //! [`testbed`] starts a throwaway local cluster for `pgroute demo` and the tests.
 
@@ -25,6 +28,7 @@ pub mod classify;
 pub mod config;
 pub mod consistency;
 pub mod demo;
+pub mod error;
 pub mod monitor;
 pub mod protocol;
 pub mod proxy;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BackendError;
-use crate::protocol::split_frame;
+use crate::protocol::{split_frame, Frames};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -32,9 +32,9 @@ pub struct Login<'a> {
 pub struct ServerConn {
     /// Unique in this process; names the connection in logs.
     pub id: u64,
-    pub stream: TcpStream,
+    stream: TcpStream,
     /// Bytes read from the server and not processed yet.
-    pub buf: BytesMut,
+    buf: BytesMut,
     /// ParameterStatus values the server reported.
     pub server_params: BTreeMap<String, String>,
     /// Session parameters pgroute has set on this connection for the current client
@@ -88,8 +88,29 @@ impl ServerConn {
         Ok(conn)
     }
 
+    /// Writes `bytes` to the server (one write; the socket has no delay).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
         self.stream.write_all(bytes).await.map_err(BackendError::Io)
+    }
+
+    /// Reads what the server sent next into the receive buffer; Ok(0) when it closed the
+    /// connection. Cancel-safe: nothing is lost if the read is abandoned.
+    #[inline]
+    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// The complete frames received and not processed yet, read where they lie.
+    #[inline]
+    pub fn frames(&mut self) -> Frames<'_> {
+        Frames::new(&mut self.buf)
+    }
+
+    /// True unless the server has closed the socket (or sent something unasked) while the
+    /// connection sat idle. Costs one system call.
+    pub fn idle_socket_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Reads the next whole frame from the server.
@@ -109,62 +130,21 @@ impl ServerConn {
         }
     }
 
-    // One arm per authentication message the server may send: kept as one match.
+    /// Answers the server's login messages until ReadyForQuery: authentication as the node
+    /// asks, then the ParameterStatus and BackendKeyData it reports.
     async fn authenticate(&mut self, login: &Login<'_>) -> Result<(), BackendError> {
         let mut scram: Option<ScramSha256> = None;
+        let mut out = BytesMut::new();
         loop {
-            let frame = self.read_frame().await?;
+            let mut frame = self.read_frame().await?;
             if frame[0] == b'E' {
                 return Err(BackendError::Refused(frame.freeze()));
             }
-            let mut copy = frame.clone();
-            let msg = Message::parse(&mut copy)
+            let msg = Message::parse(&mut frame)
                 .map_err(BackendError::Io)?
                 .ok_or(BackendError::Protocol("truncated startup message"))?;
-            let mut out = BytesMut::new();
             match msg {
                 Message::AuthenticationOk | Message::NoticeResponse(_) => {}
-                Message::AuthenticationCleartextPassword => {
-                    frontend::password_message(login.password.as_bytes(), &mut out)
-                        .map_err(BackendError::Io)?;
-                }
-                Message::AuthenticationMd5Password(body) => {
-                    let hash = postgres_protocol::authentication::md5_hash(
-                        login.user.as_bytes(),
-                        login.password.as_bytes(),
-                        body.salt(),
-                    );
-                    frontend::password_message(hash.as_bytes(), &mut out)
-                        .map_err(BackendError::Io)?;
-                }
-                Message::AuthenticationSasl(body) => {
-                    let mut mechs = body.mechanisms();
-                    let mut has_scram = false;
-                    while let Some(m) = mechs.next().map_err(BackendError::Io)? {
-                        has_scram |= m == SCRAM_SHA_256;
-                    }
-                    if !has_scram {
-                        return Err(BackendError::Protocol("server offers no SCRAM-SHA-256"));
-                    }
-                    let s =
-                        ScramSha256::new(login.password.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
-                        .map_err(BackendError::Io)?;
-                    scram = Some(s);
-                }
-                Message::AuthenticationSaslContinue(body) => {
-                    let s = scram
-                        .as_mut()
-                        .ok_or(BackendError::Protocol("unexpected SASL"))?;
-                    s.update(body.data()).map_err(BackendError::Io)?;
-                    frontend::sasl_response(s.message(), &mut out).map_err(BackendError::Io)?;
-                }
-                Message::AuthenticationSaslFinal(body) => {
-                    let s = scram
-                        .as_mut()
-                        .ok_or(BackendError::Protocol("unexpected SASL"))?;
-                    s.finish(body.data()).map_err(BackendError::Io)?;
-                }
                 Message::ParameterStatus(body) => {
                     let name = body.name().map_err(BackendError::Io)?.to_owned();
                     let value = body.value().map_err(BackendError::Io)?.to_owned();
@@ -175,11 +155,63 @@ impl ServerConn {
                     self.backend_secret = body.secret_key();
                 }
                 Message::ReadyForQuery(_) => return Ok(()),
-                _ => return Err(BackendError::Protocol("unexpected message during login")),
+                msg => answer_auth(msg, login, &mut scram, &mut out)?,
             }
             if !out.is_empty() {
                 self.write(&out).await?;
+                out.clear();
             }
         }
+    }
+}
+
+/// Writes pgroute's answer to one of the server's authentication requests to `out`.
+fn answer_auth(
+    msg: Message,
+    login: &Login<'_>,
+    scram: &mut Option<ScramSha256>,
+    out: &mut BytesMut,
+) -> Result<(), BackendError> {
+    match msg {
+        Message::AuthenticationCleartextPassword => {
+            frontend::password_message(login.password.as_bytes(), out).map_err(BackendError::Io)
+        }
+        Message::AuthenticationMd5Password(body) => {
+            let hash = postgres_protocol::authentication::md5_hash(
+                login.user.as_bytes(),
+                login.password.as_bytes(),
+                body.salt(),
+            );
+            frontend::password_message(hash.as_bytes(), out).map_err(BackendError::Io)
+        }
+        Message::AuthenticationSasl(body) => {
+            let mut mechs = body.mechanisms();
+            let mut has_scram = false;
+            while let Some(m) = mechs.next().map_err(BackendError::Io)? {
+                has_scram |= m == SCRAM_SHA_256;
+            }
+            if !has_scram {
+                return Err(BackendError::Protocol("server offers no SCRAM-SHA-256"));
+            }
+            let s = ScramSha256::new(login.password.as_bytes(), ChannelBinding::unsupported());
+            frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), out)
+                .map_err(BackendError::Io)?;
+            *scram = Some(s);
+            Ok(())
+        }
+        Message::AuthenticationSaslContinue(body) => {
+            let s = scram
+                .as_mut()
+                .ok_or(BackendError::Protocol("unexpected SASL"))?;
+            s.update(body.data()).map_err(BackendError::Io)?;
+            frontend::sasl_response(s.message(), out).map_err(BackendError::Io)
+        }
+        Message::AuthenticationSaslFinal(body) => {
+            let s = scram
+                .as_mut()
+                .ok_or(BackendError::Protocol("unexpected SASL"))?;
+            s.finish(body.data()).map_err(BackendError::Io)
+        }
+        _ => Err(BackendError::Protocol("unexpected message during login")),
     }
 }

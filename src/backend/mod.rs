@@ -10,13 +10,13 @@ pub mod view;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_postgres::error::SqlState;
 
 pub use cluster::{Cluster, Node};
 pub use conn::{Login, ServerConn};
 pub use pool::{Pool, PooledConn, Pools};
 
-/// Something went wrong between pgroute and a server.
+/// Something went wrong between pgroute and a server. What the client is told is decided by
+/// [`crate::error::Error`].
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("could not connect to server: {0}")]
@@ -36,31 +36,14 @@ pub enum BackendError {
     Unavailable(Bytes),
     #[error("protocol error from server: {0}")]
     Protocol(&'static str),
+    /// The server sent a reply pgroute did not expect: the connection is out of step (the
+    /// relay logs what it was).
+    #[error("protocol error from server: unexpected message from server")]
+    OutOfStep,
     #[error(transparent)]
     Frame(#[from] crate::protocol::FrameError),
     #[error("no server connection free within {0:?}")]
     PoolTimeout(Duration),
     #[error("node {0} is marked down")]
     NodeDown(String),
-}
-
-impl BackendError {
-    /// The SQLSTATE a client sees when this error ends its statement or session.
-    pub fn sqlstate(&self) -> SqlState {
-        match self {
-            BackendError::PoolTimeout(_) => SqlState::TOO_MANY_CONNECTIONS,
-            BackendError::Connect(_) | BackendError::NodeDown(_) | BackendError::Timeout(_) => {
-                SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
-            }
-            BackendError::Refused(frame) | BackendError::Unavailable(frame) => {
-                crate::protocol::messages::error_code(frame)
-                    .map(SqlState::from_code)
-                    .unwrap_or(SqlState::CONNECTION_FAILURE)
-            }
-            BackendError::Io(_)
-            | BackendError::Closed
-            | BackendError::Protocol(_)
-            | BackendError::Frame(_) => SqlState::CONNECTION_FAILURE,
-        }
-    }
 }

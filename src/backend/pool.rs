@@ -84,7 +84,7 @@ impl Pool {
             // Checking the socket costs a system call; a connection used moments ago is alive
             // or, if its node just died, fails like an in-flight statement would (and the
             // monitor purges the pool of a node it finds down).
-            if idle_for < RECENTLY_USED || still_open(&conn) {
+            if idle_for < RECENTLY_USED || conn.idle_socket_open() {
                 return Some(conn);
             }
         }
@@ -150,12 +150,6 @@ impl Pool {
 
 /// Idle connections younger than this are handed out without checking their socket.
 const RECENTLY_USED: Duration = Duration::from_millis(500);
-
-/// True unless the server has closed the socket (or sent something unasked) while it sat idle.
-fn still_open(conn: &ServerConn) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(conn.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
 
 /// A connection lent to one client.
 #[derive(Debug)]

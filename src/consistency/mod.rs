@@ -44,19 +44,36 @@ pub fn parse_hints(sql: &str) -> Hints {
     hints
 }
 
+/// A `pgroute.*` setting or hint that cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("invalid LSN {0:?}")]
+    Lsn(String),
+    #[error("invalid duration {value:?}: {source}")]
+    Duration {
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    Unknown(String),
+}
+
+fn parse_lsn(value: &str) -> Result<Lsn, SettingError> {
+    Lsn::parse(value).ok_or_else(|| SettingError::Lsn(value.to_owned()))
+}
+
 /// Applies `pgroute.min_lsn` / `pgroute.max_lag` (value without SQL quotes).
-fn apply_setting(hints: &mut Hints, name: &str, value: &str) -> Result<(), String> {
+fn apply_setting(hints: &mut Hints, name: &str, value: &str) -> Result<(), SettingError> {
     match name.to_ascii_lowercase().as_str() {
-        "pgroute.min_lsn" => {
-            hints.min_lsn = Some(Lsn::parse(value).ok_or_else(|| format!("invalid LSN {value:?}"))?)
-        }
+        "pgroute.min_lsn" => hints.min_lsn = Some(parse_lsn(value)?),
         "pgroute.max_lag" => {
-            hints.max_lag = Some(
-                humantime::parse_duration(value)
-                    .map_err(|e| format!("invalid duration {value:?}: {e}"))?,
-            )
+            let d = humantime::parse_duration(value).map_err(|source| SettingError::Duration {
+                value: value.to_owned(),
+                source,
+            })?;
+            hints.max_lag = Some(d);
         }
-        _ => return Err(format!("unrecognized configuration parameter \"{name}\"")),
+        _ => return Err(SettingError::Unknown(name.to_owned())),
     }
     Ok(())
 }
@@ -115,10 +132,10 @@ impl Session {
     }
 
     /// `SET pgroute.min_lsn = '…'` / `SET pgroute.max_lag = '…'` (value as SQL text).
-    pub fn set(&mut self, name: &str, sql_value: &str) -> Result<(), String> {
+    pub fn set(&mut self, name: &str, sql_value: &str) -> Result<(), SettingError> {
         let value = unquote(sql_value);
         if name.eq_ignore_ascii_case("pgroute.min_lsn") {
-            let lsn = Lsn::parse(&value).ok_or_else(|| format!("invalid LSN {value:?}"))?;
+            let lsn = parse_lsn(&value)?;
             self.min_lsn = self.min_lsn.max(lsn);
             return Ok(());
         }

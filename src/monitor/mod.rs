@@ -163,11 +163,9 @@ impl Aggregator {
         tracing::warn!(node = %name, "auto_promote: promoting the most advanced replica");
         let result = async {
             let pool = probe::monitor_pool(&self.settings, node)?;
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            client
-                .execute("SELECT pg_promote(true, 30)", &[])
-                .await
-                .map_err(|e| e.to_string())
+            let client = pool.get().await?;
+            client.execute("SELECT pg_promote(true, 30)", &[]).await?;
+            Ok::<_, probe::MonitorError>(())
         };
         if let Err(e) = result.await {
             tracing::error!(node = %name, error = %e, "promotion failed");

@@ -84,17 +84,29 @@ pub fn probe_timeout(interval: Duration) -> Duration {
     (interval * 10).max(Duration::from_secs(1))
 }
 
+/// Why the monitor could not use its own connection to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("no monitor login configured")]
+    NoLogin,
+    #[error("bad node address")]
+    BadAddress,
+    #[error(transparent)]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error(transparent)]
+    Checkout(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+}
+
 /// The monitor's own one-connection pool to `node`.
-pub fn monitor_pool(settings: &Settings, node: usize) -> Result<Pool, String> {
-    let login = settings
-        .login
-        .as_ref()
-        .ok_or_else(|| "no monitor login configured".to_owned())?;
+pub fn monitor_pool(settings: &Settings, node: usize) -> Result<Pool, MonitorError> {
+    let login = settings.login.as_ref().ok_or(MonitorError::NoLogin)?;
     let (host, port) = settings
         .nodes
         .get(node)
         .and_then(|n| n.host_port.as_ref())
-        .ok_or_else(|| "bad node address".to_owned())?;
+        .ok_or(MonitorError::BadAddress)?;
     let mut pg = tokio_postgres::Config::new();
     pg.host(host)
         .port(*port)
@@ -114,7 +126,7 @@ pub fn monitor_pool(settings: &Settings, node: usize) -> Result<Pool, String> {
         .max_size(1)
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(MonitorError::from)
 }
 
 /// Probes `node` every `interval` until `shutdown` (or until the aggregator is gone).

@@ -23,8 +23,14 @@ fn encode<M: Message>(msg: &M, out: &mut BytesMut) {
     }
 }
 
-/// An ErrorResponse with a real SQLSTATE, marked as coming from pgroute.
-pub fn error_response(out: &mut BytesMut, severity: Severity, code: &SqlState, message: &str) {
+/// An ErrorResponse with a real SQLSTATE, marked as coming from pgroute. Only
+/// [`crate::error::Error::write_response`] writes one.
+pub(crate) fn error_response(
+    out: &mut BytesMut,
+    severity: Severity,
+    code: &SqlState,
+    message: &str,
+) {
     let sev = match severity {
         Severity::Error => "ERROR",
         Severity::Fatal => "FATAL",

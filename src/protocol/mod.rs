@@ -44,6 +44,36 @@ pub fn split_frame(buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
     Ok(frame_len(buf)?.map(|n| buf.split_to(n)))
 }
 
+/// The complete frames at the front of a receive buffer, read where they lie: the buffer
+/// advances past the frames read once, when the cursor is dropped (no split per frame).
+pub struct Frames<'a> {
+    buf: &'a mut BytesMut,
+    at: usize,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(buf: &'a mut BytesMut) -> Self {
+        Frames { buf, at: 0 }
+    }
+
+    /// The next complete frame (type byte included), or `None` when more bytes are needed.
+    #[inline]
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let start = self.at;
+        let Some(len) = frame_len(&self.buf[start..])? else {
+            return Ok(None);
+        };
+        self.at += len;
+        Ok(Some(&self.buf[start..start + len]))
+    }
+}
+
+impl Drop for Frames<'_> {
+    fn drop(&mut self) {
+        self.buf.advance(self.at);
+    }
+}
+
 /// A cursor over a message body for the few fields pgroute reads.
 pub struct Body<'a>(&'a [u8]);
 
@@ -132,6 +162,18 @@ mod tests {
         assert!(split_frame(&mut BytesMut::from(&b"Z\0\0\0\x05"[..]))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn frames_are_read_in_place_and_consumed_when_the_cursor_drops() {
+        let mut buf = BytesMut::from(&b"Z\0\0\0\x05IC\0\0\0\x04D\0"[..]);
+        {
+            let mut frames = Frames::new(&mut buf);
+            assert_eq!(frames.next_frame().unwrap(), Some(&b"Z\0\0\0\x05I"[..]));
+            assert_eq!(frames.next_frame().unwrap(), Some(&b"C\0\0\0\x04"[..]));
+            assert_eq!(frames.next_frame().unwrap(), None);
+        }
+        assert_eq!(&buf[..], b"D\0");
     }
 
     #[test]

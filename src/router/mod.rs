@@ -10,8 +10,6 @@ pub mod decision;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio_postgres::error::SqlState;
-
 use crate::backend::Cluster;
 use crate::config::Balance;
 use decision::{Decision, Facts, HeldFacts, NodeFacts, Policy, SessionFacts, UnitFacts};
@@ -88,7 +86,8 @@ fn by_weight(cands: &[Candidate], mut point: u64) -> Option<usize> {
     None
 }
 
-/// Why a unit of work has nowhere to go. Returned at once: a client never hangs on routing.
+/// Why a unit of work has nowhere to go. Returned at once: a client never hangs on routing
+/// (the client sees 57P03, see [`crate::error::Error`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("no primary is available: no reachable node accepts writes")]
@@ -99,13 +98,6 @@ pub enum RouteError {
     SplitBrain(String),
     #[error("every replica lags beyond the configured limits (lag.when_all_lagging = \"error\")")]
     AllLagging,
-}
-
-impl RouteError {
-    pub fn sqlstate(&self) -> SqlState {
-        // 57P03 cannot_connect_now: the cluster cannot serve this right now; retrying later may work.
-        SqlState::CANNOT_CONNECT_NOW
-    }
 }
 
 /// The router: reads the cluster's live state (the monitor's view and each node's counters)

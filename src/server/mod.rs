@@ -5,18 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::session;
+use crate::session::client::Client;
 
 /// Binds the configured listen address.
 pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
@@ -79,11 +77,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
 /// Like PostgreSQL, the refusal answers the client's StartupMessage: an SSLRequest first gets
 /// its 'N' (libpq ignores an error sent in reply to SSLRequest). A client that sends nothing
 /// useful within a few seconds is just disconnected; a CancelRequest is still forwarded.
-async fn refuse(proxy: Arc<Proxy>, mut stream: TcpStream, addr: SocketAddr) {
+async fn refuse(proxy: Arc<Proxy>, stream: TcpStream, addr: SocketAddr) {
     use crate::session::startup::{read_hello, Hello};
-    let mut buf = BytesMut::new();
-    let hello =
-        tokio::time::timeout(Duration::from_secs(5), read_hello(&mut stream, &mut buf)).await;
+    let mut client = Client::new(stream);
+    let hello = tokio::time::timeout(Duration::from_secs(5), read_hello(&mut client)).await;
     match hello {
         Ok(Ok(Hello::Startup { .. })) => {}
         // A cancel is not a session: it must get through even when every slot is taken.
@@ -91,12 +88,6 @@ async fn refuse(proxy: Arc<Proxy>, mut stream: TcpStream, addr: SocketAddr) {
         _ => return,
     }
     tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
-    let mut out = BytesMut::new();
-    messages::error_response(
-        &mut out,
-        Severity::Fatal,
-        &SqlState::TOO_MANY_CONNECTIONS,
-        "sorry, too many clients already",
-    );
-    let _ = stream.write_all(&out).await;
+    Error::TooManyClients.write_response(client.out());
+    let _ = client.shutdown().await;
 }

@@ -13,46 +13,16 @@ use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
 use super::state::TxnStatus;
-use super::{Held, Session, SessionError};
+use super::{Held, Session};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
 use crate::consistency::{parse_hints, Hints};
-use crate::protocol::messages::{self, Severity};
-use crate::protocol::{frame_len, Body};
+use crate::error::{Error, Violation};
+use crate::protocol::messages;
+use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
-use crate::router::{Question, Route, RouteError};
-use tokio_postgres::error::SqlState;
-
-/// Why a unit of work got no server connection.
-#[derive(Debug)]
-pub(super) enum Refusal {
-    Backend(BackendError),
-    Route(RouteError),
-}
-
-impl Refusal {
-    fn sqlstate(&self) -> SqlState {
-        match self {
-            Refusal::Backend(e) => e.sqlstate(),
-            Refusal::Route(e) => e.sqlstate(),
-        }
-    }
-
-    /// What the client is told. A server's refusal (a FATAL ending pgroute's login, not this
-    /// session) is reported by its own message, as an ERROR.
-    fn message(&self) -> String {
-        match self {
-            Refusal::Backend(BackendError::Refused(frame) | BackendError::Unavailable(frame)) => {
-                messages::error_message(frame)
-                    .unwrap_or("server refused the login")
-                    .to_owned()
-            }
-            Refusal::Backend(e) => e.to_string(),
-            Refusal::Route(e) => e.to_string(),
-        }
-    }
-}
+use crate::router::{Question, Route};
 
 /// What routing needs to know about a unit, kept with it (for a retry).
 #[derive(Debug, Clone, Copy)]
@@ -170,14 +140,11 @@ impl Session {
     }
 
     /// Routes and sends a simple Query. Returns false when it has to wait.
-    pub(super) async fn dispatch_query(
-        &mut self,
-        to_server: &mut BytesMut,
-    ) -> Result<bool, SessionError> {
-        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-        let text = Body::of_frame(&self.cbuf[..frame_end])
+    pub(super) async fn dispatch_query(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
+        let frame = self.client.peek_frame().ok().flatten().unwrap_or_default();
+        let text = Body::of_frame(frame)
             .cbytes("Query")
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            .map_err(Violation::from)?;
         // Text in a client encoding other than UTF-8 is forwarded to the primary unread.
         let readable = std::str::from_utf8(text).ok();
         let class = self.proxy.classes.classify_text(readable);
@@ -199,8 +166,8 @@ impl Session {
         }
         if self.may_defer_begin(&class) {
             let frame = self.split_client()?;
-            messages::command_complete(&mut self.out, "BEGIN");
-            messages::ready_for_query(&mut self.out, b'T');
+            messages::command_complete(self.client.out(), "BEGIN");
+            messages::ready_for_query(self.client.out(), b'T');
             self.state.defer_begin(frame);
             return Ok(true);
         }
@@ -223,10 +190,7 @@ impl Session {
     }
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
-    pub(super) async fn dispatch_batch(
-        &mut self,
-        to_server: &mut BytesMut,
-    ) -> Result<bool, SessionError> {
+    pub(super) async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
         if self.parse_in_flight() {
             return Ok(false);
         }
@@ -276,10 +240,7 @@ impl Session {
     /// A FunctionCall (`F`, libpq's fast path, used by the large-object API): it can write, so it
     /// goes to the primary; the server answers FunctionCallResponse or an error, then
     /// ReadyForQuery, as for a simple Query. Returns false when it has to wait.
-    pub(super) async fn dispatch_call(
-        &mut self,
-        to_server: &mut BytesMut,
-    ) -> Result<bool, SessionError> {
+    pub(super) async fn dispatch_call(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
         let unit = UnitFacts {
             target: Target::Write,
             begin: None,
@@ -427,7 +388,7 @@ impl Session {
         mut decision: Decision,
         mut excluded: Vec<usize>,
         to_server: &mut BytesMut,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Error> {
         let proxy = self.proxy.clone();
         let mut deadline = None;
         // The unit's whole wait for a free server connection is one `checkout_timeout`, over
@@ -439,7 +400,7 @@ impl Session {
             let changed = proxy.cluster.changed();
             let (route, reason) = match decision {
                 Decision::Node(route, reason) => (route, reason),
-                Decision::Refuse(e) => return Err(Refusal::Route(e)),
+                Decision::Refuse(e) => return Err(e.into()),
                 Decision::WaitForReplica(_) => {
                     let now = Instant::now();
                     let until = *deadline.get_or_insert(now + proxy.router.policy().max_wait);
@@ -468,14 +429,16 @@ impl Session {
                     self.note_route(route, reason);
                     return Ok(());
                 }
-                Err(e @ BackendError::Refused(_)) => return Err(Refusal::Backend(e)),
-                Err(e) if matches!(route, Route::Replica(_)) => {
+                Err(e) => {
                     waited_out |= matches!(e, BackendError::PoolTimeout(_));
+                    let e = Error::from(e);
+                    if !e.retry() || matches!(route, Route::Primary(_)) {
+                        return Err(e);
+                    }
                     tracing::debug!(node, error = %e, "replica unavailable, rerouting read");
                     excluded.push(node);
                     decision = self.reroute(traits, &excluded, deadline.is_some());
                 }
-                Err(e) => return Err(Refusal::Backend(e)),
             }
         }
     }
@@ -527,11 +490,10 @@ impl Session {
     }
 
     /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
-    pub(super) fn refuse_unit(&mut self, e: &Refusal, ready: bool) {
-        let msg = format!("pgroute: {}", e.message());
-        messages::error_response(&mut self.out, Severity::Error, &e.sqlstate(), &msg);
+    pub(super) fn refuse_unit(&mut self, e: &Error, ready: bool) {
+        e.write_response(self.client.out());
         if ready {
-            messages::ready_for_query(&mut self.out, self.state.txn.byte());
+            messages::ready_for_query(self.client.out(), self.state.txn.byte());
         }
     }
 }

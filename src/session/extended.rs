@@ -10,10 +10,11 @@ use bytes::{Bytes, BytesMut};
 
 use super::relay::{Expect, ExpectKind};
 use super::statements::Statement;
-use super::{Session, SessionError};
+use super::Session;
 use crate::backend::ServerConn;
 use crate::classify::{Classification, Target, TxnControl};
 use crate::consistency::{parse_hints, Hints};
+use crate::error::{Error, Violation};
 use crate::protocol::{messages, Body};
 
 /// The statement a Bind or Describe refers to.
@@ -146,13 +147,13 @@ impl Batch {
     }
 }
 
-fn malformed(e: crate::protocol::BodyError) -> SessionError {
-    SessionError::Protocol(e.to_string())
+fn malformed(e: crate::protocol::BodyError) -> Error {
+    Violation::Body(e).into()
 }
 
 impl Session {
     /// Adds one extended-protocol frame to the pending batch.
-    pub(super) fn push_extended(&mut self, frame: BytesMut) -> Result<(), SessionError> {
+    pub(super) fn push_extended(&mut self, frame: BytesMut) -> Result<(), Error> {
         let tag = frame[0];
         let msg = match tag {
             b'P' => self.decode_parse(frame)?,
@@ -184,7 +185,7 @@ impl Session {
         Ok(())
     }
 
-    fn decode_parse(&mut self, frame: BytesMut) -> Result<ExtMsg, SessionError> {
+    fn decode_parse(&mut self, frame: BytesMut) -> Result<ExtMsg, Error> {
         let mut body = Body::of_frame(&frame);
         let name = body.cstr("Parse").map_err(malformed)?.to_owned();
         let after = body.rest();
@@ -222,7 +223,7 @@ impl Session {
         })
     }
 
-    fn decode_describe_close(&mut self, frame: BytesMut) -> Result<ExtMsg, SessionError> {
+    fn decode_describe_close(&mut self, frame: BytesMut) -> Result<ExtMsg, Error> {
         let tag = frame[0];
         let mut body = Body::of_frame(&frame);
         let kind = body.u8("Describe/Close").map_err(malformed)?;

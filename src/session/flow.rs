@@ -4,20 +4,26 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::state::Copy;
-use super::{Session, SessionError};
+use super::Session;
 use crate::backend::BackendError;
-use crate::protocol::messages::{self, Severity};
-use crate::protocol::{frame_len, split_frame};
-use tokio_postgres::error::SqlState;
+use crate::error::{Error, Violation};
 
 /// Client bytes read ahead while a unit waits for the held connection.
 const BLOCKED_READ_LIMIT: usize = 1 << 20;
 
 /// How long replies still due are relayed after the client said Terminate or closed its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(5);
+
+/// What the session loop does after one client message.
+enum Step {
+    Next,
+    /// The message waits for the held connection.
+    Blocked,
+    /// The client said Terminate.
+    Terminate,
+}
 
 /// Outcome of reading from whichever side spoke first.
 enum Input {
@@ -26,7 +32,7 @@ enum Input {
 }
 
 impl Session {
-    pub(super) async fn run(&mut self) -> Result<(), SessionError> {
+    pub(super) async fn run(&mut self) -> Result<(), Error> {
         // Set once the client has said Terminate or closed its side: the replies to what it
         // sent before are still relayed (PostgreSQL answers every message it read), up to this
         // deadline, then the session ends.
@@ -46,9 +52,9 @@ impl Session {
             // While a unit waits, the client is still read (up to a bound), so that a client
             // that goes away is noticed whatever the server is doing.
             let read_client =
-                closing.is_none() && (!blocked || self.cbuf.len() < BLOCKED_READ_LIMIT);
+                closing.is_none() && (!blocked || self.client.buffered() < BLOCKED_READ_LIMIT);
             let input = match self.held.as_mut() {
-                None => Input::Client(self.client.read_buf(&mut self.cbuf).await),
+                None => Input::Client(self.client.read_more().await),
                 Some(h) => {
                     let server = &mut *h.conn;
                     let grace = closing.map_or(CLOSING_GRACE, |d| {
@@ -57,8 +63,8 @@ impl Session {
                     // Biased (no random start per poll): the server's replies first.
                     tokio::select! {
                         biased;
-                        r = server.stream.read_buf(&mut server.buf) => Input::Server(r),
-                        r = self.client.read_buf(&mut self.cbuf), if read_client => Input::Client(r),
+                        r = server.read_more() => Input::Server(r),
+                        r = self.client.read_more(), if read_client => Input::Client(r),
                         _ = tokio::time::sleep(grace), if closing.is_some() => continue,
                     }
                 }
@@ -72,7 +78,7 @@ impl Session {
                     closing = Some(Instant::now() + CLOSING_GRACE);
                 }
                 Input::Client(Ok(_)) => {}
-                Input::Client(Err(e)) => return Err(SessionError::Client(e)),
+                Input::Client(Err(e)) => return Err(Error::Client(e)),
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data().await?,
@@ -81,7 +87,7 @@ impl Session {
                 // The server ended the connection with a FATAL the client now has: PostgreSQL
                 // closes the client's connection right after it, and so does pgroute.
                 self.flush_client().await?;
-                return Err(SessionError::ServerClosed);
+                return Err(Error::ServerClosed);
             }
         }
     }
@@ -90,35 +96,18 @@ impl Session {
     /// before the session ends, and so does pgroute (the server's COPY is abandoned with the
     /// connection).
     async fn client_gone_during_copy(&mut self) {
-        messages::error_response(
-            &mut self.out,
-            Severity::Error,
-            &SqlState::CONNECTION_FAILURE,
-            "unexpected EOF on client connection with an open transaction",
-        );
-        messages::error_response(
-            &mut self.out,
-            Severity::Fatal,
-            &SqlState::PROTOCOL_VIOLATION,
-            "terminating connection because protocol synchronization was lost",
-        );
+        Error::EofInCopy.write_response(self.client.out());
+        Error::SyncLost.write_response(self.client.out());
         let _ = self.flush_client().await;
     }
 
-    pub(super) async fn flush_client(&mut self) -> Result<(), SessionError> {
-        if !self.out.is_empty() {
-            self.client
-                .write_all(&self.out)
-                .await
-                .map_err(SessionError::Client)?;
-            self.out.clear();
-        }
-        Ok(())
+    pub(super) async fn flush_client(&mut self) -> Result<(), Error> {
+        self.client.flush().await.map_err(Error::Client)
     }
 
     /// Handles every complete client message that can be handled now. Returns (blocked,
     /// terminate): blocked when a unit waits for the held connection to finish.
-    pub(super) async fn process_client(&mut self) -> Result<(bool, bool), SessionError> {
+    pub(super) async fn process_client(&mut self) -> Result<(bool, bool), Error> {
         // One buffer, kept across calls, collects everything for the server: one write.
         let mut to_server = std::mem::take(&mut self.to_server);
         let result = self.process_client_into(&mut to_server).await;
@@ -137,11 +126,12 @@ impl Session {
         result
     }
 
-    // One match over the frontend message types: split, it would read worse.
+    /// Handles client messages until one has to wait (blocked), the client said Terminate, or
+    /// no complete message is left. Returns (blocked, terminate).
     pub(super) async fn process_client_into(
         &mut self,
         to_server: &mut BytesMut,
-    ) -> Result<(bool, bool), SessionError> {
+    ) -> Result<(bool, bool), Error> {
         loop {
             if self.batch.complete {
                 if !self.dispatch_batch(to_server).await? {
@@ -149,10 +139,10 @@ impl Session {
                 }
                 continue;
             }
-            let Some(_) =
-                frame_len(&self.cbuf).map_err(|e| SessionError::Protocol(e.to_string()))?
-            else {
-                return Ok((false, false));
+            let tag = match self.client.peek_frame() {
+                Ok(Some(frame)) => frame[0],
+                Ok(None) => return Ok((false, false)),
+                Err(e) => return Err(e.into()),
             };
             if self.state.copy != Copy::None && self.held.is_some() {
                 // COPY FROM STDIN takes every client message, whatever it is.
@@ -163,46 +153,50 @@ impl Session {
                 self.forward_during_copy(frame, to_server);
                 continue;
             }
-            match self.cbuf[0] {
-                t @ (b'Q' | b'F') => {
-                    if !self.batch.is_empty() {
-                        // A Query after extended messages without Sync: send those first.
-                        self.batch.complete = true;
-                        continue;
-                    }
-                    let sent = if t == b'Q' {
-                        self.dispatch_query(to_server).await?
-                    } else {
-                        self.dispatch_call(to_server).await?
-                    };
-                    if !sent {
-                        return Ok((true, false));
-                    }
-                }
-                b'P' if self.reparse_in_flight() => return Ok((true, false)),
-                b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
-                    let frame = self.split_client()?;
-                    self.push_extended(frame)?;
-                }
-                b'd' | b'c' | b'f' => {
-                    let frame = self.split_client()?;
-                    self.copy_message(frame, to_server);
-                }
-                b'X' if !self.batch.is_empty() => {
-                    // Extended messages without Sync before Terminate: the server runs them,
-                    // and its errors (which it flushes at once) still reach the client.
-                    self.batch.complete = true;
-                    self.batch.closing = true;
-                }
-                b'X' => return Ok((false, true)),
-                t => {
-                    return Err(SessionError::Protocol(format!(
-                        "unexpected message type {:?}",
-                        t as char
-                    )))
-                }
+            match self.process_message(tag, to_server).await? {
+                Step::Next => {}
+                Step::Blocked => return Ok((true, false)),
+                Step::Terminate => return Ok((false, true)),
             }
         }
+    }
+
+    /// Handles the client message at the front of the buffer (type `tag`), outside COPY.
+    async fn process_message(&mut self, tag: u8, to_server: &mut BytesMut) -> Result<Step, Error> {
+        match tag {
+            b'Q' | b'F' if !self.batch.is_empty() => {
+                // A Query after extended messages without Sync: send those first.
+                self.batch.complete = true;
+            }
+            b'Q' | b'F' => {
+                let sent = if tag == b'Q' {
+                    self.dispatch_query(to_server).await?
+                } else {
+                    self.dispatch_call(to_server).await?
+                };
+                if !sent {
+                    return Ok(Step::Blocked);
+                }
+            }
+            b'P' if self.reparse_in_flight() => return Ok(Step::Blocked),
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' => {
+                let frame = self.split_client()?;
+                self.push_extended(frame)?;
+            }
+            b'd' | b'c' | b'f' => {
+                let frame = self.split_client()?;
+                self.copy_message(frame, to_server);
+            }
+            b'X' if !self.batch.is_empty() => {
+                // Extended messages without Sync before Terminate: the server runs them,
+                // and its errors (which it flushes at once) still reach the client.
+                self.batch.complete = true;
+                self.batch.closing = true;
+            }
+            b'X' => return Ok(Step::Terminate),
+            t => return Err(Violation::UnexpectedMessage(t as char).into()),
+        }
+        Ok(Step::Next)
     }
 
     /// A Parse of a name whose earlier Parse may still fail on the server, or whose Close the
@@ -212,8 +206,8 @@ impl Session {
         let Some(h) = self.held.as_ref().filter(|h| !h.relay.is_idle()) else {
             return false;
         };
-        let frame_end = frame_len(&self.cbuf).ok().flatten().unwrap_or(0);
-        let mut body = crate::protocol::Body::of_frame(&self.cbuf[..frame_end]);
+        let frame = self.client.peek_frame().ok().flatten().unwrap_or_default();
+        let mut body = crate::protocol::Body::of_frame(frame);
         body.cstr("Parse").is_ok_and(|name| {
             !name.is_empty()
                 && (self.statements.contains_key(name)
@@ -224,9 +218,7 @@ impl Session {
         })
     }
 
-    pub(super) fn split_client(&mut self) -> Result<BytesMut, SessionError> {
-        split_frame(&mut self.cbuf)
-            .map_err(|e| SessionError::Protocol(e.to_string()))?
-            .ok_or_else(|| SessionError::Protocol("incomplete message".into()))
+    pub(super) fn split_client(&mut self) -> Result<BytesMut, Error> {
+        Ok(self.client.next_frame()?.ok_or(Violation::Incomplete)?)
     }
 }

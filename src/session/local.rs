@@ -2,7 +2,6 @@
 //! (the read-your-writes token and staleness budget), sent as simple queries.
 
 use bytes::BufMut;
-use tokio_postgres::error::SqlState;
 
 use super::extended::{ExtMsg, StmtRef};
 use super::params::is_pgroute;
@@ -10,7 +9,8 @@ use super::state::TxnStatus;
 use super::Session;
 use crate::classify::{Classification, ParamChange};
 use crate::consistency;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
+use crate::protocol::messages;
 use crate::protocol::Body;
 
 /// `SHOW pgroute.x`, if that is the whole statement.
@@ -52,15 +52,15 @@ impl Session {
 pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
     if let Some(name) = class.deallocate.as_deref() {
         session.statements.remove(name);
-        messages::command_complete(&mut session.out, "DEALLOCATE");
-        messages::ready_for_query(&mut session.out, session.state.txn.byte());
+        messages::command_complete(session.client.out(), "DEALLOCATE");
+        messages::ready_for_query(session.client.out(), session.state.txn.byte());
         return;
     }
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
         return answer_nodes(session);
     }
     let shown = show_target(sql).map(|name| (name, session.show_value(name)));
-    let out = &mut session.out;
+    let out = session.client.out();
     if let Some((name, value)) = shown {
         match value {
             Some(value) => {
@@ -68,12 +68,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
                 data_row(out, &[&value]);
                 messages::command_complete(out, "SHOW");
             }
-            None => messages::error_response(
-                out,
-                Severity::Error,
-                &SqlState::UNDEFINED_OBJECT,
-                &format!("unrecognized configuration parameter \"{name}\""),
-            ),
+            None => Error::UnknownSetting(name.to_owned()).write_response(out),
         }
     } else {
         for change in &class.params {
@@ -85,13 +80,8 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
                 }
                 ParamChange::ResetAll => Ok(()),
             };
-            if let Err(msg) = result {
-                messages::error_response(
-                    out,
-                    Severity::Error,
-                    &SqlState::INVALID_PARAMETER_VALUE,
-                    &msg,
-                );
+            if let Err(e) = result {
+                Error::from(e).write_response(out);
                 break;
             }
             messages::command_complete(
@@ -110,7 +100,7 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
 /// `SHOW pgroute.nodes`: one row per node.
 fn answer_nodes(session: &mut Session) {
     let rows = node_rows(session);
-    let out = &mut session.out;
+    let out = session.client.out();
     row_description(out, &NODE_COLUMNS);
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
@@ -224,7 +214,7 @@ impl Session {
         let txn = self.state.txn.byte();
         let mut failed = false;
         for msg in &batch.msgs {
-            let out = &mut self.out;
+            let out = self.client.out();
             let tag = match msg {
                 ExtMsg::Forward { frame, .. } => frame.first().copied().unwrap_or(0),
                 _ => 0,
@@ -248,12 +238,7 @@ impl Session {
                         messages::command_complete(out, "SHOW");
                     }
                     None => {
-                        messages::error_response(
-                            out,
-                            Severity::Error,
-                            &SqlState::UNDEFINED_OBJECT,
-                            &format!("unrecognized configuration parameter \"{name}\""),
-                        );
+                        Error::UnknownSetting(name.to_owned()).write_response(out);
                         failed = true;
                     }
                 },

@@ -3,6 +3,7 @@
 //! pooled server connection and relays the replies until the connection can go back to the pool.
 
 pub mod cancel;
+pub mod client;
 mod copy;
 mod dispatch;
 mod extended;
@@ -20,55 +21,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
-use crate::backend::{BackendError, Pool, PooledConn};
+use crate::backend::{Pool, PooledConn};
 use crate::config::{PoolMode, UserConfig};
 use crate::consistency;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
+use crate::protocol::messages;
 use crate::proxy::Proxy;
 use crate::router::decision::{NodeFacts, Reason};
 use crate::router::Route;
+use client::Client;
 use extended::{Batch, Unnamed};
 use params::Params;
 use relay::Relay;
 use state::State;
 use statements::Statement;
-
-/// Why a session ended or a unit of work failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("client connection failed: {0}")]
-    Client(#[source] std::io::Error),
-    #[error("client disconnected")]
-    ClientGone,
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    #[error("{1}")]
-    Refused(SqlState, String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    /// The server ended the session's connection with a FATAL error, already relayed.
-    #[error("server ended the connection")]
-    ServerClosed,
-}
-
-impl SessionError {
-    /// The SQLSTATE a client sees for this error.
-    pub fn sqlstate(&self) -> SqlState {
-        match self {
-            SessionError::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
-            SessionError::Refused(code, _) => code.clone(),
-            SessionError::Client(_) | SessionError::ClientGone | SessionError::ServerClosed => {
-                SqlState::CONNECTION_FAILURE
-            }
-            SessionError::Backend(e) => e.sqlstate(),
-        }
-    }
-}
 
 /// The server connection a client holds, and the replies still due on it.
 struct Held {
@@ -84,11 +53,9 @@ struct Held {
 /// One connected, authenticated client.
 pub struct Session {
     proxy: Arc<Proxy>,
-    client: TcpStream,
-    /// Client bytes not processed yet.
-    cbuf: BytesMut,
-    /// Bytes for the client, written before the session waits again.
-    out: BytesMut,
+    /// The client's socket, what it sent and not processed yet, and what is queued for it
+    /// (written before the session waits again).
+    client: Client,
     /// ParameterStatus as the client was told it.
     reported: reported::Reported,
     /// Bytes for the server being gathered (kept for its capacity).
@@ -124,9 +91,9 @@ pub struct Session {
 }
 
 /// Runs one client connection to its end.
-pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
-    let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    let result = match startup::read_hello(&mut client, &mut cbuf).await {
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
+    let mut client = Client::new(stream);
+    let result = match startup::read_hello(&mut client).await {
         Ok(startup::Hello::Cancel { pid, secret }) => {
             proxy.cancels.cancel(pid, secret).await;
             return;
@@ -142,7 +109,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
                 user = params.get("user").map(String::as_str).unwrap_or(""),
                 db = params.get("database").map(String::as_str).unwrap_or(""),
             );
-            login(proxy, client, cbuf, params, negotiate)
+            login(proxy, client, params, negotiate)
                 .instrument(span)
                 .await
         }
@@ -150,42 +117,30 @@ pub async fn serve(proxy: Arc<Proxy>, mut client: TcpStream, conn_id: u64) {
     };
     match result {
         Ok(()) => tracing::debug!(conn_id, "client disconnected"),
-        Err((SessionError::ClientGone, _)) => tracing::debug!(conn_id, "client disconnected"),
+        Err((Error::ClientGone, _)) => tracing::debug!(conn_id, "client disconnected"),
         Err((e, client)) => {
-            tracing::debug!(conn_id, error = %e, "session ended");
+            tracing::debug!(conn_id, error = %e, origin = ?e.origin(), "session ended");
             if let Some(mut client) = client {
-                let mut out = BytesMut::new();
-                match &e {
-                    // The server's own refusal (bad database, pgroute's login refused) passes
-                    // through as PostgreSQL wrote it.
-                    SessionError::Backend(BackendError::Refused(frame)) => {
-                        out.extend_from_slice(frame)
-                    }
-                    _ => messages::error_response(
-                        &mut out,
-                        Severity::Fatal,
-                        &e.sqlstate(),
-                        &e.to_string(),
-                    ),
-                }
-                let _ = client.write_all(&out).await;
+                // Only the error: replies queued and not written yet are dropped.
+                client.discard_queued();
+                e.write_response(client.out());
+                let _ = client.shutdown().await;
             }
         }
     }
 }
 
-type LoginResult = Result<(), (SessionError, Option<TcpStream>)>;
+type LoginResult = Result<(), (Error, Option<Client>)>;
 
 async fn login(
     proxy: Arc<Proxy>,
-    mut client: TcpStream,
-    mut cbuf: BytesMut,
+    mut client: Client,
     startup_params: BTreeMap<String, String>,
     negotiate: Option<(i32, Vec<String>)>,
 ) -> LoginResult {
     if let Some((minor, options)) = negotiate {
         if let Err(e) = negotiate_version(&mut client, minor, options).await {
-            return Err((SessionError::Client(e), None));
+            return Err((Error::Client(e), None));
         }
     }
     let user_name = startup_params.get("user").cloned().unwrap_or_default();
@@ -194,14 +149,10 @@ async fn login(
         .cloned()
         .unwrap_or_else(|| user_name.clone());
     let Some(user) = proxy.config.user(&user_name).cloned() else {
-        let msg = format!("role \"{user_name}\" does not exist");
-        return Err((
-            SessionError::Refused(SqlState::INVALID_AUTHORIZATION_SPECIFICATION, msg),
-            Some(client),
-        ));
+        return Err((Error::UnknownRole(user_name), Some(client)));
     };
     let scram = proxy.scram_secret(&user);
-    if let Err(e) = startup::authenticate(&mut client, &mut cbuf, &user, &scram).await {
+    if let Err(e) = startup::authenticate(&mut client, &user, &scram).await {
         return Err((e, Some(client)));
     }
     let pools: Vec<Arc<Pool>> = proxy
@@ -218,18 +169,17 @@ async fn login(
     let consistency = &proxy.config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
     for (name, value) in params::own_from_startup(&startup_params) {
-        if let Err(msg) = ryw.set(&name, &params::literal(&value)) {
-            let e = SessionError::Refused(SqlState::INVALID_PARAMETER_VALUE, msg);
-            return Err((e, Some(client)));
+        if let Err(e) = ryw.set(&name, &params::literal(&value)) {
+            return Err((Error::StartupSetting(e), Some(client)));
         }
     }
-    let mut session = Session::new(proxy, client, cbuf, pools, params, ryw);
+    let mut session = Session::new(proxy, client, pools, params, ryw);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
     match session.run().await {
-        Ok(()) | Err(SessionError::ClientGone | SessionError::ServerClosed) => Ok(()),
-        Err(e @ SessionError::Client(_)) => Err((e, None)),
+        Ok(()) | Err(Error::ClientGone | Error::ServerClosed) => Ok(()),
+        Err(e @ Error::Client(_)) => Err((e, None)),
         Err(e) => Err((e, Some(session.client))),
     }
 }
@@ -239,22 +189,20 @@ async fn login(
 /// newest version (PG_PROTOCOL_LATEST, 3.0 = 196608) in that field, and clients accept it:
 /// pgroute answers as the server would.
 async fn negotiate_version(
-    client: &mut TcpStream,
+    client: &mut Client,
     minor: i32,
     options: Vec<String>,
 ) -> std::io::Result<()> {
     let newest = (3 << 16) | minor;
     let msg = pgwire::messages::startup::NegotiateProtocolVersion::new(newest, options);
-    let mut out = BytesMut::new();
-    let _ = pgwire::messages::Message::encode(&msg, &mut out);
-    client.write_all(&out).await
+    let _ = pgwire::messages::Message::encode(&msg, client.out());
+    client.flush().await
 }
 
 impl Session {
     fn new(
         proxy: Arc<Proxy>,
-        client: TcpStream,
-        cbuf: BytesMut,
+        client: Client,
         pools: Vec<Arc<Pool>>,
         params: Params,
         ryw: consistency::Session,
@@ -263,8 +211,6 @@ impl Session {
             state: State::new(proxy.config.pool.mode == PoolMode::Session),
             proxy,
             client,
-            cbuf,
-            out: BytesMut::with_capacity(16 * 1024),
             reported: reported::Reported::default(),
             to_server: BytesMut::with_capacity(4 * 1024),
             events: Vec::with_capacity(8),
@@ -292,16 +238,16 @@ impl Session {
         &mut self,
         user: &UserConfig,
         startup: &BTreeMap<String, String>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), Error> {
         let server_params = self.server_parameters().await?;
-        let mut out = BytesMut::new();
-        messages::authentication(&mut out, pgwire::messages::startup::Authentication::Ok);
+        let out = self.client.out();
+        messages::authentication(out, pgwire::messages::startup::Authentication::Ok);
         let mut told = Vec::new();
         let mut asked = Vec::new();
         for (name, value) in server_params.iter() {
             let given = startup.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
             let value = given.map(|(_, v)| v).unwrap_or(value);
-            messages::parameter_status(&mut out, name, value);
+            messages::parameter_status(out, name, value);
             told.push((name.as_str(), value.as_str()));
             if given.is_some() {
                 asked.push((name.as_str(), value.as_str()));
@@ -310,20 +256,18 @@ impl Session {
         self.reported = reported::Reported::new(told.into_iter(), asked.into_iter());
         self.cancel = self.proxy.cancels.register();
         let (pid, secret) = self.cancel.key();
-        messages::backend_key_data(&mut out, pid, secret);
-        messages::ready_for_query(&mut out, b'I');
+        let out = self.client.out();
+        messages::backend_key_data(out, pid, secret);
+        messages::ready_for_query(out, b'I');
         tracing::debug!(user = %user.name, "client authenticated");
-        self.client
-            .write_all(&out)
-            .await
-            .map_err(SessionError::Client)
+        self.client.flush().await.map_err(Error::Client)
     }
 
     /// The ParameterStatus values a login reports: those cached by the pools of this user and
     /// database (the primary's first), so that a login waits for no server connection. Only
     /// the first login for a user and database borrows one, which also checks that the
     /// database exists and that pgroute can log in.
-    async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, SessionError> {
+    async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, Error> {
         let primary = self.proxy.cluster.primary();
         let order: Vec<usize> = std::iter::once(primary)
             .chain((0..self.pools.len()).filter(|n| *n != primary))
@@ -339,12 +283,16 @@ impl Session {
                     conn.release();
                     return Ok(params);
                 }
-                Err(e @ BackendError::Refused(_)) => return Err(e.into()),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    // A refused login fails on every node alike; a node's failure may not.
+                    let e = Error::Login(e);
+                    if !e.retry() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
             }
         }
-        Err(last.map(SessionError::from).unwrap_or_else(|| {
-            SessionError::Refused(SqlState::CONNECTION_FAILURE, "no node configured".into())
-        }))
+        Err(last.unwrap_or(Error::NoNode))
     }
 }

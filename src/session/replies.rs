@@ -5,30 +5,30 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio_postgres::error::SqlState;
 
 use super::dispatch::Retry;
 use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, RelayError};
 use super::state::{Copy, TxnStatus};
-use super::{Session, SessionError};
+use super::Session;
 use crate::backend::BackendError;
 use crate::classify::{Classification, PinReason};
 use crate::config::RywMode;
-use crate::protocol::messages::{self, Severity};
+use crate::error::Error;
+use crate::protocol::messages;
 
 impl Session {
     /// Relays what the held server connection sent.
-    pub(super) async fn on_server_data(&mut self) -> Result<(), SessionError> {
+    pub(super) async fn on_server_data(&mut self) -> Result<(), Error> {
         let Some(h) = self.held.as_mut() else {
             return Ok(());
         };
         let mut events = std::mem::take(&mut self.events);
         let conn = &mut *h.conn;
         match h.relay.process(
-            &mut conn.buf,
-            &mut self.out,
+            conn.frames(),
+            self.client.out(),
             &mut events,
             &mut self.reported,
         ) {
@@ -37,11 +37,9 @@ impl Session {
                 return self.lost(BackendError::Closed).await;
             }
             Err(e) => {
+                // Not retried elsewhere: the error says so.
                 tracing::warn!(error = %e, "server connection out of step");
-                h.retry = None;
-                return self
-                    .server_lost(BackendError::Protocol("unexpected message from server"))
-                    .map(|_| ());
+                return self.server_lost(BackendError::OutOfStep).map(|_| ());
             }
             // The client has seen part of the reply: the unit can no longer be retried. (A
             // notice alone, such as the server's "terminating connection" warning, is not.)
@@ -154,7 +152,7 @@ impl Session {
             }
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
-                messages::parameter_status(&mut self.out, "pgroute.lsn", &token.to_string());
+                messages::parameter_status(self.client.out(), "pgroute.lsn", &token.to_string());
             }
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);
@@ -241,23 +239,26 @@ impl Session {
     /// The held server connection failed. Outside a transaction the client gets an error for
     /// each unit still waiting and the session goes on; inside one (or when pinned) the
     /// session's server state is gone, so the session ends with that error, as PostgreSQL's
-    /// own would.
-    pub(super) fn server_lost(&mut self, err: BackendError) -> Result<Option<Retry>, SessionError> {
-        let Some(h) = self.held.take() else {
+    /// own would. A read that nothing of reached the client yet is handed back for a retry
+    /// when the error allows one.
+    pub(super) fn server_lost(&mut self, err: BackendError) -> Result<Option<Retry>, Error> {
+        let Some(mut h) = self.held.take() else {
             return Ok(None);
         };
-        let node = h.conn.node().name.clone();
-        let node_id = h.conn.node().id;
-        if let Some((unit, traits)) = h.retry {
-            tracing::info!(%node, error = %err, "server failed before replying: retrying the read elsewhere");
-            h.conn.node().mark_down(&err);
-            drop(h.conn);
-            self.unnamed_on_held = false;
-            self.cancel.set_target(None);
+        let node = h.conn.node().clone();
+        let lost = Error::ServerLost {
+            node: node.name.clone(),
+            source: err,
+            in_transaction: self.state.loses_state_with_server(),
+        };
+        if let Some((unit, traits)) = h.retry.take().filter(|_| lost.retry()) {
+            tracing::info!(error = %lost, "server failed before replying: retrying the read elsewhere");
+            node.mark_down(&lost);
+            self.forget_held(h);
             return Ok(Some(Retry {
                 unit,
                 traits,
-                failed: node_id,
+                failed: node.id,
             }));
         }
         // A read on a replica whose whole result already reached the client, and that only
@@ -266,42 +267,36 @@ impl Session {
             && self.state.retry_allowed()
             && h.relay.only_ready_missing();
         if read_done {
-            tracing::info!(%node, error = %err, "server failed after the read's result: completing it");
-            h.conn.node().mark_down(&err);
-            drop(h);
-            self.unnamed_on_held = false;
-            self.cancel.set_target(None);
-            messages::ready_for_query(&mut self.out, b'I');
+            tracing::info!(error = %lost, "server failed after the read's result: completing it");
+            node.mark_down(&lost);
+            self.forget_held(h);
+            messages::ready_for_query(self.client.out(), b'I');
             return Ok(None);
         }
-        tracing::warn!(%node, error = %err, "server connection lost");
+        tracing::warn!(error = %lost, "server connection lost");
         let pending = h.relay.pending_syncs();
-        drop(h);
+        self.forget_held(h);
         self.state.on_connection_gone();
-        self.unnamed_on_held = false;
-        self.cancel.set_target(None);
         if self.state.loses_state_with_server() {
-            return Err(SessionError::Refused(
-                SqlState::CONNECTION_FAILURE,
-                format!("server connection to node {node} lost during a transaction: {err}"),
-            ));
+            return Err(lost);
         }
-        let msg = format!("server connection to node {node} lost: {err}");
-        messages::error_response(
-            &mut self.out,
-            Severity::Error,
-            &SqlState::CONNECTION_FAILURE,
-            &msg,
-        );
+        lost.write_response(self.client.out());
         for _ in 0..pending {
-            messages::ready_for_query(&mut self.out, b'I');
+            messages::ready_for_query(self.client.out(), b'I');
         }
         Ok(None)
     }
 
+    /// Drops a failed server connection (closing it) and what pointed at it.
+    fn forget_held(&mut self, held: super::Held) {
+        drop(held);
+        self.unnamed_on_held = false;
+        self.cancel.set_target(None);
+    }
+
     /// Handles a failed server connection, retrying its read once on another node when that
     /// is safe (see [`Session::server_lost`]).
-    pub(super) async fn lost(&mut self, err: BackendError) -> Result<(), SessionError> {
+    pub(super) async fn lost(&mut self, err: BackendError) -> Result<(), Error> {
         let Some(retry) = self.server_lost(err)? else {
             return Ok(());
         };

@@ -7,21 +7,16 @@ use bytes::{Buf, Bytes, BytesMut};
 use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramServerAuth};
 use pgwire::api::auth::Password;
 use pgwire::messages::startup::Authentication;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_postgres::error::SqlState;
 
-use super::SessionError;
+use super::client::{Client, ImpossibleLength};
 use crate::config::{AuthMethod, UserConfig};
+use crate::error::{Error, Violation};
 use crate::protocol::messages;
-use crate::protocol::{split_frame, Body};
+use crate::protocol::Body;
 
 const SSL_REQUEST: i32 = 80877103;
 const GSSENC_REQUEST: i32 = 80877104;
 const CANCEL_REQUEST: i32 = 80877102;
-/// Longest startup packet body PostgreSQL reads (MAX_STARTUP_PACKET_LENGTH); the length word
-/// itself comes on top.
-const MAX_STARTUP_LEN: i32 = 10000;
 const SCRAM_ITERATIONS: usize = 4096;
 
 /// What the client asked for in its StartupMessage.
@@ -44,38 +39,26 @@ pub enum Hello {
 
 /// Reads one length-prefixed startup-phase packet (no type byte); None when its length is
 /// impossible (a client that sent a Terminate or any typed message first ends up here too).
-async fn read_packet(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<Option<Bytes>, SessionError> {
+async fn read_packet(client: &mut Client) -> Result<Option<Bytes>, Error> {
     loop {
-        if buf.len() >= 4 {
-            let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            // "len -= 4; if (len < sizeof(ProtocolVersion) || len > MAX_STARTUP_PACKET_LENGTH)"
-            let Some(body) = len
-                .checked_sub(4)
-                .filter(|b| (4..=MAX_STARTUP_LEN).contains(b))
-            else {
-                return Ok(None);
-            };
-            let total = body as usize + 4;
-            if buf.len() >= total {
-                return Ok(Some(buf.split_to(total).freeze()));
-            }
+        match client.next_startup_packet() {
+            Ok(Some(pkt)) => return Ok(Some(pkt)),
+            Ok(None) => {}
+            Err(ImpossibleLength) => return Ok(None),
         }
-        if stream.read_buf(buf).await.map_err(SessionError::Client)? == 0 {
-            return Err(SessionError::ClientGone);
+        if client.read_more().await.map_err(Error::Client)? == 0 {
+            return Err(Error::ClientGone);
         }
     }
 }
 
 /// Reads packets until a StartupMessage or CancelRequest, refusing SSL and GSS encryption.
-pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Hello, SessionError> {
+pub async fn read_hello(client: &mut Client) -> Result<Hello, Error> {
     // Each encryption may be asked for once; PostgreSQL treats a second request for the same
     // one as an unknown protocol version.
     let (mut ssl_done, mut gss_done) = (false, false);
     loop {
-        let Some(mut pkt) = read_packet(stream, buf).await? else {
+        let Some(mut pkt) = read_packet(client).await? else {
             return Ok(Hello::Invalid("invalid length of startup packet"));
         };
         pkt.advance(4);
@@ -92,49 +75,47 @@ pub async fn read_hello(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<He
             }
             CANCEL_REQUEST => return Ok(Hello::Invalid("invalid length of cancel request")),
             _ if code >> 16 == 3 => return parse_startup(code, &pkt),
-            _ if code >> 16 < 3 => {
-                // PostgreSQL answers a protocol 2 client in protocol 2's error format: 'E',
-                // then the text, with no length word.
-                let text = format!(
-                    "EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n\0",
-                    code >> 16,
-                    code & 0xffff
-                );
-                let _ = stream.write_all(text.as_bytes()).await;
-                return Err(SessionError::ClientGone);
-            }
+            _ if code >> 16 < 3 => return Err(refuse_protocol_2(client, code).await),
             _ => {
-                return Err(SessionError::Refused(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
-                        code >> 16,
-                        code & 0xffff
-                    ),
-                ))
+                return Err(Error::UnsupportedProtocol {
+                    major: code >> 16,
+                    minor: code & 0xffff,
+                })
             }
         }
-        stream.write_all(b"N").await.map_err(SessionError::Client)?;
+        client.out().extend_from_slice(b"N");
+        client.flush().await.map_err(Error::Client)?;
         // "At this point we should have no data already buffered. If we do, it was received
         // before we performed the SSL handshake" (PostgreSQL refuses it even after 'N').
-        if !buf.is_empty() {
+        if client.buffered() > 0 {
             let what = if code == SSL_REQUEST {
                 "SSL request"
             } else {
                 "GSSAPI encryption request"
             };
-            return Err(SessionError::Protocol(format!(
-                "received unencrypted data after {what}"
-            )));
+            return Err(Violation::DataAfterEncryptionRequest(what).into());
         }
     }
+}
+
+/// PostgreSQL answers a protocol 2 client in protocol 2's error format: 'E', then the text,
+/// with no length word. The session ends.
+async fn refuse_protocol_2(client: &mut Client, code: i32) -> Error {
+    let text = format!(
+        "EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n\0",
+        code >> 16,
+        code & 0xffff
+    );
+    client.out().extend_from_slice(text.as_bytes());
+    let _ = client.flush().await;
+    Error::ClientGone
 }
 
 /// The name/value pairs of a StartupMessage body (after the version), scanned as PostgreSQL
 /// scans them (ProcessStartupPacket): a string runs to its NUL or the packet's end, a name
 /// without a value ends the list, and the list must end exactly one byte before the packet
 /// does (that byte is not checked).
-fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, SessionError> {
+fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, Error> {
     fn cstr(b: &[u8]) -> &[u8] {
         b.iter().position(|&c| c == 0).map_or(b, |end| &b[..end])
     }
@@ -157,10 +138,7 @@ fn parse_startup(code: i32, body: &[u8]) -> Result<Hello, SessionError> {
         }
     }
     if offset + 1 != body.len() {
-        return Err(SessionError::Refused(
-            SqlState::PROTOCOL_VIOLATION,
-            "invalid startup packet layout: expected terminator as last byte".into(),
-        ));
+        return Err(Error::StartupLayout);
     }
     let minor = code & 0xffff;
     let negotiate = (minor > 0 || !unsupported.is_empty()).then_some((minor.min(0), unsupported));
@@ -186,25 +164,18 @@ impl ScramSecret {
 
 /// Authenticates the client as `user`; on failure returns the error to report (28P01).
 pub async fn authenticate(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
+    client: &mut Client,
     user: &UserConfig,
     scram: &ScramSecret,
-) -> Result<(), SessionError> {
-    let failed = || {
-        SessionError::Refused(
-            SqlState::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{}\"", user.name),
-        )
-    };
-    let mut out = BytesMut::new();
+) -> Result<(), Error> {
+    let failed = || Error::WrongPassword(user.name.clone());
     match user.auth {
         AuthMethod::Trust => return Ok(()),
         AuthMethod::Md5 => {
             let salt: [u8; 4] = rand::random();
-            messages::authentication(&mut out, Authentication::MD5Password(salt.to_vec()));
-            send(stream, &out).await?;
-            let frame = read_password_frame(stream, buf).await?;
+            messages::authentication(client.out(), Authentication::MD5Password(salt.to_vec()));
+            send(client).await?;
+            let frame = read_password_frame(client).await?;
             let got = Body::of_frame(&frame)
                 .cstr("password")
                 .unwrap_or_default()
@@ -218,10 +189,10 @@ pub async fn authenticate(
                 return Err(failed());
             }
         }
-        AuthMethod::ScramSha256 => scram_exchange(stream, buf, scram).await.map_err(|e| {
+        AuthMethod::ScramSha256 => scram_exchange(client, scram).await.map_err(|e| {
             tracing::debug!(error = %e, "SCRAM exchange failed");
             // A client that leaves mid-exchange is closed silently, as PostgreSQL does.
-            if matches!(e, SessionError::ClientGone | SessionError::Client(_)) {
+            if matches!(e, Error::ClientGone | Error::Client(_)) {
                 return e;
             }
             failed()
@@ -230,67 +201,56 @@ pub async fn authenticate(
     Ok(())
 }
 
-async fn scram_exchange(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    secret: &ScramSecret,
-) -> Result<(), SessionError> {
-    let mut out = BytesMut::new();
+async fn scram_exchange(client: &mut Client, secret: &ScramSecret) -> Result<(), Error> {
     messages::authentication(
-        &mut out,
+        client.out(),
         Authentication::SASL(vec!["SCRAM-SHA-256".to_owned()]),
     );
-    send(stream, &out).await?;
+    send(client).await?;
     // SASLInitialResponse: mechanism name, then Int32 length of the client-first message (or -1).
-    let frame = read_password_frame(stream, buf).await?;
+    let frame = read_password_frame(client).await?;
     let mut body = Body::of_frame(&frame);
-    let bad = |_| SessionError::Protocol("malformed SASLInitialResponse".into());
+    let bad = |_| Violation::Sasl("malformed SASLInitialResponse");
     let mech = body.cstr("sasl").map_err(bad)?;
     let len = body.i32("sasl").map_err(bad)?;
     if mech != "SCRAM-SHA-256" || len < 0 || body.rest().len() != len as usize {
-        return Err(SessionError::Protocol("unsupported SASL mechanism".into()));
+        return Err(Violation::Sasl("unsupported SASL mechanism").into());
     }
     let server = ScramServerAuth::new();
     let password = Password::new(Some(secret.salt.clone()), secret.salted.clone());
     let (server_first, waiting) = server
         .on_client_first_message(body.rest(), password)
-        .map_err(|e| SessionError::Protocol(e.to_string()))?;
-    out.clear();
-    messages::authentication(&mut out, Authentication::SASLContinue(server_first.into()));
-    send(stream, &out).await?;
-    let frame = read_password_frame(stream, buf).await?;
+        .map_err(|e| Violation::Scram(Box::new(e)))?;
+    messages::authentication(
+        client.out(),
+        Authentication::SASLContinue(server_first.into()),
+    );
+    send(client).await?;
+    let frame = read_password_frame(client).await?;
     let server_final = waiting
         .on_client_final_message(Body::of_frame(&frame).rest())
-        .map_err(|e| SessionError::Protocol(e.to_string()))?;
-    out.clear();
-    messages::authentication(&mut out, Authentication::SASLFinal(server_final.into()));
-    send(stream, &out).await
+        .map_err(|e| Violation::Scram(Box::new(e)))?;
+    messages::authentication(client.out(), Authentication::SASLFinal(server_final.into()));
+    send(client).await
 }
 
 /// Reads the client's next PasswordMessage-family frame ('p').
-async fn read_password_frame(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<BytesMut, SessionError> {
+async fn read_password_frame(client: &mut Client) -> Result<BytesMut, Error> {
     loop {
-        match split_frame(buf).map_err(|e| SessionError::Protocol(e.to_string()))? {
+        match client.next_frame()? {
             Some(f) if f[0] == b'p' => return Ok(f),
-            Some(f) => {
-                return Err(SessionError::Protocol(format!(
-                    "expected a password message, got {:?}",
-                    f[0] as char
-                )))
-            }
+            Some(f) => return Err(Violation::ExpectedPassword(f[0] as char).into()),
             None => {}
         }
-        if stream.read_buf(buf).await.map_err(SessionError::Client)? == 0 {
-            return Err(SessionError::ClientGone);
+        if client.read_more().await.map_err(Error::Client)? == 0 {
+            return Err(Error::ClientGone);
         }
     }
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), SessionError> {
-    stream.write_all(bytes).await.map_err(SessionError::Client)
+/// Writes what is queued for the client.
+async fn send(client: &mut Client) -> Result<(), Error> {
+    client.flush().await.map_err(Error::Client)
 }
 
 #[cfg(test)]

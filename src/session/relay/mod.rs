@@ -4,14 +4,14 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 mod expect;
 
 pub use expect::{Event, Expect, ExpectKind};
 
 use super::reported::Reported;
-use crate::protocol::{frame_len, messages, tag, FrameError};
+use crate::protocol::{messages, tag, FrameError, Frames};
 
 /// The replies still to come on one server connection.
 #[derive(Debug, Default)]
@@ -81,27 +81,23 @@ impl Relay {
         }
     }
 
-    /// Processes every complete frame in `buf`: visible bytes are appended to `out`, and what
+    /// Processes every complete frame received: visible bytes are appended to `out`, and what
     /// the session must act on to `events`. Returns whether the client was sent any reply to
     /// its statements (asynchronous notices and held-back preludes do not count).
     pub fn process(
         &mut self,
-        buf: &mut BytesMut,
+        mut frames: Frames<'_>,
         out: &mut BytesMut,
         events: &mut Vec<Event>,
         reported: &mut Reported,
     ) -> Result<bool, RelayError> {
         let mut replied = false;
-        // Frames are read where they lie and the buffer advanced once: no per-frame split.
-        let mut at = 0;
         let result = loop {
-            let len = match frame_len(&buf[at..]) {
-                Ok(Some(len)) => len,
+            let frame = match frames.next_frame() {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(RelayError::from(e)),
             };
-            let frame = &buf[at..at + len];
-            at += len;
             let t = frame[0];
             match t {
                 // Asynchronous messages may come at any time and always reach the client.
@@ -128,7 +124,7 @@ impl Relay {
             // Replies to pgroute's own statements produce nothing and do not count.
             replied |= out.len() > before && !self.holding;
         };
-        buf.advance(at);
+        drop(frames);
         result?;
         let before = out.len();
         self.settle_front(out, None);
