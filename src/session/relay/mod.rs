@@ -257,62 +257,47 @@ impl Relay {
         reported: &mut Reported,
     ) -> Result<(), RelayError> {
         let t = frame[0];
+        if self.discarding {
+            self.skip_discarded(events);
+        }
+        self.settle_front(out, Some(t));
+        if t == tag::ERROR && messages::is_fatal(frame) {
+            return self.relay_fatal(frame, out, events);
+        }
+        if self.expects.is_empty() {
+            return Err(RelayError::Unexpected(t as char));
+        }
+        let copy_ended = self.copy_in && (t == tag::ERROR || t == tag::COMMAND_COMPLETE);
+        if copy_ended {
+            self.copy_ended(t == tag::ERROR, events);
+        }
+        let Some(front) = self.expects.front_mut() else {
+            return Err(RelayError::Unexpected(t as char));
+        };
+        if t == tag::ERROR {
+            self.relay_error(frame, out, events);
+            return Ok(());
+        }
+        if front.kind == ExpectKind::Query && matches!(t, tag::COMMAND_COMPLETE | tag::EMPTY_QUERY)
         {
-            if self.discarding {
-                self.skip_discarded(events);
-            }
-            self.settle_front(out, Some(t));
-            if t == tag::ERROR && messages::is_fatal(frame) {
-                return self.relay_fatal(frame, out, events);
-            }
-            if self.expects.is_empty() {
-                return Err(RelayError::Unexpected(t as char));
-            }
-            let copy_ended = self.copy_in && (t == tag::ERROR || t == tag::COMMAND_COMPLETE);
-            if copy_ended {
-                self.copy_ended(t == tag::ERROR, events);
-            }
-            let Some(front) = self.expects.front_mut() else {
-                return Err(RelayError::Unexpected(t as char));
-            };
-            if t == tag::ERROR {
-                self.relay_error(frame, out, events);
-                return Ok(());
-            }
-            if front.kind == ExpectKind::Query
-                && matches!(t, tag::COMMAND_COMPLETE | tag::EMPTY_QUERY)
-            {
-                front.results += 1;
-            }
-            let completes = front.completed_by(t);
-            if t == tag::READY_FOR_QUERY && !completes {
-                return Err(RelayError::Unexpected(t as char));
-            }
-            if front.visible && front.quiet {
-                self.unflushed.extend_from_slice(frame);
-            } else if front.visible {
-                if t == tag::READY_FOR_QUERY {
-                    // A simple Query's changes, known before its report (an Execute's came
-                    // with its CommandComplete).
-                    if let (Some(class), false) = (&front.class, front.failed) {
-                        reported.on_changes(&class.params);
-                    }
-                    reported.flush(out);
-                }
-                out.extend_from_slice(frame);
-            }
-            if t == tag::DATA_ROW {
-                own_row(&front.kind, frame, events);
-            }
-            if t == tag::COPY_IN {
-                self.copy_in = true;
-                let extended = front.kind == ExpectKind::Execute;
-                events.push(Event::CopyIn { extended });
-                self.copy_started();
-            }
-            if completes {
-                self.complete(t, frame, events, reported);
-            }
+            front.results += 1;
+        }
+        let completes = front.completed_by(t);
+        if t == tag::READY_FOR_QUERY && !completes {
+            return Err(RelayError::Unexpected(t as char));
+        }
+        forward(front, frame, out, &mut self.unflushed, reported);
+        if t == tag::DATA_ROW {
+            own_row(&front.kind, frame, events);
+        }
+        if t == tag::COPY_IN {
+            self.copy_in = true;
+            let extended = front.kind == ExpectKind::Execute;
+            events.push(Event::CopyIn { extended });
+            self.copy_started();
+        }
+        if completes {
+            self.complete(t, frame, events, reported);
         }
         Ok(())
     }
@@ -477,3 +462,31 @@ use rows::own_row;
 
 #[cfg(test)]
 mod tests;
+
+/// Passes a reply to `front` on to the client (if it is the client's), or holds it while the
+/// client has said Terminate (PostgreSQL would not flush it). Before a ReadyForQuery the client
+/// gets the ParameterStatus of what changed for it.
+fn forward(
+    front: &Expect,
+    frame: &[u8],
+    out: &mut BytesMut,
+    unflushed: &mut BytesMut,
+    reported: &mut Reported,
+) {
+    if !front.visible {
+        return;
+    }
+    if front.quiet {
+        unflushed.extend_from_slice(frame);
+        return;
+    }
+    if frame[0] == tag::READY_FOR_QUERY {
+        // A simple Query's changes, known before its report (an Execute's came with its
+        // CommandComplete).
+        if let (Some(class), false) = (&front.class, front.failed) {
+            reported.on_changes(&class.params);
+        }
+        reported.flush(out);
+    }
+    out.extend_from_slice(frame);
+}
