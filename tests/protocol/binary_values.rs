@@ -82,7 +82,14 @@ impl<'a> FromSql<'a> for RawValue {
 async fn binary_values_round_trip_exactly() {
     let proxy = start("");
     let client = proxy.connect().await;
+    integers_at_their_limits_round_trip(&client).await;
+    numerics_round_trip(&client).await;
+    let values = Values::sample();
+    values_round_trip_as_parameters(&client, &values).await;
+    values_round_trip_through_a_table(&client, &values).await;
+}
 
+async fn integers_at_their_limits_round_trip(client: &Client) {
     let ints = client
         .query_one(
             "SELECT $1::int2, $2::int2, $3::int4, $4::int4, $5::int8, $6::int8, \
@@ -106,7 +113,10 @@ async fn binary_values_round_trip_exactly() {
     assert_eq!(ints.get::<_, i64>(5), i64::MAX);
     assert_eq!(ints.get::<_, String>(6), i64::MIN.to_string());
     assert!(replica_ports().contains(&ints.get::<_, i32>(7)));
+}
 
+/// Numerics sent and received in binary, compared byte for byte with the server's own encoding.
+async fn numerics_round_trip(client: &Client) {
     for text in [
         "-12345678901234567890.0123456789012345678901",
         "98765432109876543210987654321098765432109876543210",
@@ -134,51 +144,86 @@ async fn binary_values_round_trip_exactly() {
             "numeric {text} from the server"
         );
     }
+}
 
-    let text = "naïve café ☕ 😀🎉 中文字符 日本語 한국어 \u{10FFFF} 'quote' \"dq\" \\ end";
-    let bytes: Vec<u8> = (0..=255u8).collect();
-    let ts = SystemTime::UNIX_EPOCH + Duration::from_micros(1_709_210_096_789_012);
-    let mut jsonb = vec![1u8];
-    jsonb.extend_from_slice(r#"{"a": [1, 2.5, "ü😀"], "b": {"c": null}}"#.as_bytes());
-    let int_array: Vec<Option<i32>> = vec![Some(1), None, Some(i32::MIN), Some(i32::MAX)];
-    let text_array: Vec<String> = ["", "a", "😀", "with,comma", "\"quoted\"", "NULL"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let none_int: Option<i32> = None;
-    let none_text: Option<String> = None;
+/// Values of the types drivers get wrong most often: UTF-8 text, every byte value, a
+/// timestamptz with microseconds, jsonb, arrays with NULLs and quoting, NULLs.
+struct Values {
+    text: &'static str,
+    bytes: Vec<u8>,
+    ts: SystemTime,
+    jsonb: Vec<u8>,
+    int_array: Vec<Option<i32>>,
+    text_array: Vec<String>,
+    none_int: Option<i32>,
+    none_text: Option<String>,
+}
+
+impl Values {
+    fn sample() -> Values {
+        let mut jsonb = vec![1u8];
+        jsonb.extend_from_slice(r#"{"a": [1, 2.5, "ü😀"], "b": {"c": null}}"#.as_bytes());
+        Values {
+            text: "naïve café ☕ 😀🎉 中文字符 日本語 한국어 \u{10FFFF} 'quote' \"dq\" \\ end",
+            bytes: (0..=255u8).collect(),
+            ts: SystemTime::UNIX_EPOCH + Duration::from_micros(1_709_210_096_789_012),
+            jsonb,
+            int_array: vec![Some(1), None, Some(i32::MIN), Some(i32::MAX)],
+            text_array: ["", "a", "😀", "with,comma", "\"quoted\"", "NULL"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            none_int: None,
+            none_text: None,
+        }
+    }
+}
+
+async fn values_round_trip_as_parameters(client: &Client, v: &Values) {
+    let Values {
+        text,
+        bytes,
+        ts,
+        jsonb,
+        int_array,
+        text_array,
+        none_int,
+        none_text,
+    } = v;
     let row = client
         .query_one(
             "SELECT $1::text, $2::bytea, $3::timestamptz, $4::jsonb, $5::int4[], $6::text[], \
              $7::int4, $8::text, length($1), md5($2), \
              $3::timestamptz = '2024-02-29 12:34:56.789012+00', $4::jsonb -> 'a' ->> 2",
             &[
-                &text,
-                &bytes,
-                &ts,
+                text,
+                bytes,
+                ts,
                 &RawValue(jsonb.clone()),
-                &int_array,
-                &text_array,
-                &none_int,
-                &none_text,
+                int_array,
+                text_array,
+                none_int,
+                none_text,
             ],
         )
         .await
         .expect("binary round trip");
-    assert_eq!(row.get::<_, String>(0), text);
-    assert_eq!(row.get::<_, Vec<u8>>(1), bytes);
-    assert_eq!(row.get::<_, SystemTime>(2), ts);
-    assert_eq!(row.get::<_, RawValue>(3), RawValue(jsonb));
-    assert_eq!(row.get::<_, Vec<Option<i32>>>(4), int_array);
-    assert_eq!(row.get::<_, Vec<String>>(5), text_array);
+    assert_eq!(row.get::<_, String>(0), *text);
+    assert_eq!(row.get::<_, Vec<u8>>(1), *bytes);
+    assert_eq!(row.get::<_, SystemTime>(2), *ts);
+    assert_eq!(row.get::<_, RawValue>(3), RawValue(jsonb.clone()));
+    assert_eq!(row.get::<_, Vec<Option<i32>>>(4), *int_array);
+    assert_eq!(row.get::<_, Vec<String>>(5), *text_array);
     assert_eq!(row.get::<_, Option<i32>>(6), None);
     assert_eq!(row.get::<_, Option<String>>(7), None);
     assert_eq!(row.get::<_, i32>(8), text.chars().count() as i32);
     assert_eq!(row.get::<_, String>(9), "e2c865db4162bed963bfaa9ef6ac18f0");
     assert!(row.get::<_, bool>(10), "timestamptz as the server reads it");
     assert_eq!(row.get::<_, String>(11), "ü😀");
+}
 
-    // The same values through a write on the primary, and read back.
+/// The same values through a write on the primary, and read back.
+async fn values_round_trip_through_a_table(client: &Client, v: &Values) {
     client
         .batch_execute(
             "DROP TABLE IF EXISTS proto_bin; CREATE TABLE proto_bin(t text, b bytea, \
@@ -189,7 +234,14 @@ async fn binary_values_round_trip_exactly() {
     client
         .execute(
             "INSERT INTO proto_bin VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&text, &bytes, &ts, &int_array, &text_array, &none_int],
+            &[
+                &v.text,
+                &v.bytes,
+                &v.ts,
+                &v.int_array,
+                &v.text_array,
+                &v.none_int,
+            ],
         )
         .await
         .expect("insert");
@@ -197,10 +249,10 @@ async fn binary_values_round_trip_exactly() {
         .query_one("SELECT t, b, ts, ia, ta, n FROM proto_bin", &[])
         .await
         .expect("read back");
-    assert_eq!(row.get::<_, String>(0), text);
-    assert_eq!(row.get::<_, Vec<u8>>(1), bytes);
-    assert_eq!(row.get::<_, SystemTime>(2), ts);
-    assert_eq!(row.get::<_, Vec<Option<i32>>>(3), int_array);
-    assert_eq!(row.get::<_, Vec<String>>(4), text_array);
+    assert_eq!(row.get::<_, String>(0), v.text);
+    assert_eq!(row.get::<_, Vec<u8>>(1), v.bytes);
+    assert_eq!(row.get::<_, SystemTime>(2), v.ts);
+    assert_eq!(row.get::<_, Vec<Option<i32>>>(3), v.int_array);
+    assert_eq!(row.get::<_, Vec<String>>(4), v.text_array);
     assert_eq!(row.get::<_, Option<i32>>(5), None);
 }

@@ -1,12 +1,13 @@
 //! Real clients with habits of their own: sqlx (a pool of its own, named statements it caches per
 //! connection) and pgbench in every query mode.
 
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlx_pool_with_cached_statements_and_a_transaction() {
-    use sqlx::postgres::PgPoolOptions;
-    use sqlx::Row;
     let proxy = start_replica_reads("");
     let pool = PgPoolOptions::new()
         .max_connections(3)
@@ -29,11 +30,17 @@ async fn sqlx_pool_with_cached_statements_and_a_transaction() {
         replica_ports(),
         "sqlx reads spread over the replicas"
     );
+    sqlx_transactions_commit_and_roll_back_on_the_primary(&pool).await;
+    pool.close().await;
+}
 
+/// Three rows inserted in a committed transaction and a fourth in a rolled-back one, through the
+/// pool: the transactions run on the primary and only the committed rows stay.
+async fn sqlx_transactions_commit_and_roll_back_on_the_primary(pool: &PgPool) {
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS proto_sqlx; CREATE TABLE proto_sqlx(id int PRIMARY KEY, note text)",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .expect("create");
     let mut tx = pool.begin().await.expect("BEGIN");
@@ -64,7 +71,6 @@ async fn sqlx_pool_with_cached_statements_and_a_transaction() {
         on_primary("SELECT count(*), min(note) FROM proto_sqlx"),
         "3|row 1 ✓"
     );
-    pool.close().await;
 }
 
 fn pgbench(port: u16, args: &[&str]) -> (bool, String) {

@@ -14,44 +14,7 @@ async fn pipelined_mixed_queries_from_one_client_are_all_answered() {
         .await
         .expect("create");
     for round in 0..3 {
-        let futures = (0..20i32).map(|i| {
-            let client = &client;
-            async move {
-                let id = round * 100 + i;
-                match i % 4 {
-                    0 => {
-                        let row = client
-                            .query_one("INSERT INTO proto_pipe VALUES ($1) RETURNING id", &[&id])
-                            .await
-                            .unwrap_or_else(|e| panic!("insert {id}: {e}"));
-                        (i, row.get::<_, i32>(0) - id)
-                    }
-                    1 => {
-                        let rows = client
-                            .simple_query(&format!("SELECT {id} + 1"))
-                            .await
-                            .unwrap_or_else(|e| panic!("simple {id}: {e}"));
-                        let v = rows
-                            .iter()
-                            .find_map(|m| match m {
-                                SimpleQueryMessage::Row(r) => r.get(0),
-                                _ => None,
-                            })
-                            .expect("a row")
-                            .parse::<i32>()
-                            .unwrap();
-                        (i, v - id - 1)
-                    }
-                    _ => {
-                        let row = client
-                            .query_one("SELECT $1::int * 2", &[&id])
-                            .await
-                            .unwrap_or_else(|e| panic!("read {id}: {e}"));
-                        (i, row.get::<_, i32>(0) - id * 2)
-                    }
-                }
-            }
-        });
+        let futures = (0..20i32).map(|i| pipelined_query(&client, round * 100 + i, i));
         let results = tokio::time::timeout(PATIENCE, futures::future::join_all(futures))
             .await
             .expect("every pipelined query answered within 10 s");
@@ -64,6 +27,43 @@ async fn pipelined_mixed_queries_from_one_client_are_all_answered() {
         simple_value(&client, "SELECT count(*) FROM proto_pipe").await,
         "15"
     );
+}
+
+/// Query `i` of a round of 20 sent without waiting: an insert, a simple Query or an extended
+/// read, by `i % 4`. Returns `i` and how far the answer is from what it should be (0).
+async fn pipelined_query(client: &Client, id: i32, i: i32) -> (i32, i32) {
+    match i % 4 {
+        0 => {
+            let row = client
+                .query_one("INSERT INTO proto_pipe VALUES ($1) RETURNING id", &[&id])
+                .await
+                .unwrap_or_else(|e| panic!("insert {id}: {e}"));
+            (i, row.get::<_, i32>(0) - id)
+        }
+        1 => {
+            let rows = client
+                .simple_query(&format!("SELECT {id} + 1"))
+                .await
+                .unwrap_or_else(|e| panic!("simple {id}: {e}"));
+            let v = rows
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => r.get(0),
+                    _ => None,
+                })
+                .expect("a row")
+                .parse::<i32>()
+                .unwrap();
+            (i, v - id - 1)
+        }
+        _ => {
+            let row = client
+                .query_one("SELECT $1::int * 2", &[&id])
+                .await
+                .unwrap_or_else(|e| panic!("read {id}: {e}"));
+            (i, row.get::<_, i32>(0) - id * 2)
+        }
+    }
 }
 
 /// A query parameter, for arrays of them built ahead of a `join!`.

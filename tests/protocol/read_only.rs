@@ -83,30 +83,7 @@ async fn set_transaction_read_only_takes_the_transaction_to_a_replica_when_confi
     // Simple protocol, as psql sends it.
     let mut ports = BTreeSet::new();
     for i in 0..6 {
-        client.simple_query("BEGIN").await.expect("BEGIN");
-        client
-            .simple_query("SET TRANSACTION READ ONLY")
-            .await
-            .expect("SET TRANSACTION READ ONLY");
-        let rows = simple_rows(
-            &client,
-            "SELECT inet_server_port(), current_setting('transaction_read_only')",
-        )
-        .await;
-        let port: i32 = rows[0][0].as_deref().unwrap_or_default().parse().unwrap();
-        assert!(replica_ports().contains(&port), "transaction {i} on {port}");
-        assert_eq!(rows[0][1].as_deref(), Some("on"));
-        ports.insert(port);
-        let err = client
-            .simple_query("CREATE TABLE proto_never(x int)")
-            .await
-            .expect_err("write inside");
-        assert_eq!(
-            code_of(&err),
-            Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
-            "{err}"
-        );
-        client.simple_query("ROLLBACK").await.expect("ROLLBACK");
+        ports.insert(simple_set_transaction_read_only(&client, i).await);
     }
     assert_eq!(ports, replica_ports(), "spread over the replicas");
     // Extended protocol for the SET TRANSACTION.
@@ -139,6 +116,35 @@ async fn set_transaction_read_only_takes_the_transaction_to_a_replica_when_confi
         .unwrap();
     assert!(replica_ports().contains(&port), "{port}");
     client.simple_query("COMMIT").await.expect("COMMIT");
+}
+
+/// Transaction `i`: `BEGIN` and `SET TRANSACTION READ ONLY` as simple Queries, then a read that
+/// must run on a replica, read-only, and a write that must fail; rolled back. Returns the port.
+async fn simple_set_transaction_read_only(client: &Client, i: usize) -> i32 {
+    client.simple_query("BEGIN").await.expect("BEGIN");
+    client
+        .simple_query("SET TRANSACTION READ ONLY")
+        .await
+        .expect("SET TRANSACTION READ ONLY");
+    let rows = simple_rows(
+        client,
+        "SELECT inet_server_port(), current_setting('transaction_read_only')",
+    )
+    .await;
+    let port: i32 = rows[0][0].as_deref().unwrap_or_default().parse().unwrap();
+    assert!(replica_ports().contains(&port), "transaction {i} on {port}");
+    assert_eq!(rows[0][1].as_deref(), Some("on"));
+    let err = client
+        .simple_query("CREATE TABLE proto_never(x int)")
+        .await
+        .expect_err("write inside");
+    assert_eq!(
+        code_of(&err),
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{err}"
+    );
+    client.simple_query("ROLLBACK").await.expect("ROLLBACK");
+    port
 }
 
 /// A `BEGIN` that pgroute answered before choosing a node still opens the transaction on the
