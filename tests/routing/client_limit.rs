@@ -75,11 +75,9 @@ async fn psql_over_max_client_conn_sees_too_many_clients() {
     );
 }
 
-/// The monitor marks a node down when one probe takes longer than ten check intervals (at
-/// least 1 s). A primary that answers one probe late but serves sessions fine must not have
-/// its writes refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_slow_probe_does_not_refuse_writes() {
+/// Role `rt_probe`, for the monitor to log in as; its search_path finds a pg_is_in_recovery()
+/// that, on the primary, sleeps once for the seconds set in `rt_probe.stall`.
+fn install_a_probe_that_sleeps_when_told() {
     // The monitor logs in as its own role, whose search_path finds this pg_is_in_recovery()
     // before pg_catalog's: on the primary, it sleeps once when told to.
     ensure_role("rt_probe", "probe-pw");
@@ -101,6 +99,14 @@ async fn one_slow_probe_does_not_refuse_writes() {
          GRANT USAGE ON SCHEMA rt_probe TO rt_probe;
          ALTER ROLE rt_probe SET search_path = rt_probe, pg_catalog;",
     );
+}
+
+/// The monitor marks a node down when one probe takes longer than ten check intervals (at
+/// least 1 s). A primary that answers one probe late but serves sessions fine must not have
+/// its writes refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_probe_does_not_refuse_writes() {
+    install_a_probe_that_sleeps_when_told();
     caught_up();
     let proxy = start_proxy(
         cluster(),

@@ -18,6 +18,14 @@ async fn server_errors_pass_through_whole() {
     .expect("setup");
     caught_up();
 
+    unique_violation_passes_through(&c, &own).await;
+    division_by_zero_passes_through(&c, &own).await;
+    undefined_table_passes_through(&c, &own).await;
+}
+
+/// 23505 through pgroute (extended and simple protocol) is the primary's own error, whole,
+/// and the session goes on. `own` is a direct connection to the primary.
+async fn unique_violation_passes_through(c: &Client, own: &Client) {
     let insert = "INSERT INTO rt_errors VALUES (1)";
     let via = c.execute(insert, &[]).await.expect_err("duplicate key");
     let via = db_error(&via);
@@ -41,11 +49,11 @@ async fn server_errors_pass_through_whole() {
         error_fields(db_error(&via)),
         error_fields(db_error(&theirs))
     );
-    assert!(
-        server_of(&c).await.1,
-        "the session should go on after 23505"
-    );
+    assert!(server_of(c).await.1, "the session should go on after 23505");
+}
 
+/// 22012, through pgroute and directly (`own`): the same error, and the session goes on.
+async fn division_by_zero_passes_through(c: &Client, own: &Client) {
     let via = c.query("SELECT 1/0", &[]).await.expect_err("1/0");
     let theirs = own.query("SELECT 1/0", &[]).await.expect_err("1/0");
     assert_eq!(db_error(&via).code(), &SqlState::DIVISION_BY_ZERO);
@@ -54,11 +62,12 @@ async fn server_errors_pass_through_whole() {
         error_fields(db_error(&via)),
         error_fields(db_error(&theirs))
     );
-    assert!(
-        server_of(&c).await.1,
-        "the session should go on after 22012"
-    );
+    assert!(server_of(c).await.1, "the session should go on after 22012");
+}
 
+/// 42P01 with its position, through pgroute (extended and simple protocol) and directly
+/// (`own`): the same error, and the session goes on.
+async fn undefined_table_passes_through(c: &Client, own: &Client) {
     let missing = "SELECT * FROM rt_no_such_table";
     let via = c.query(missing, &[]).await.expect_err("undefined table");
     let theirs = own.query(missing, &[]).await.expect_err("undefined table");
@@ -83,10 +92,7 @@ async fn server_errors_pass_through_whole() {
         error_fields(db_error(&via)),
         error_fields(db_error(&theirs))
     );
-    assert!(
-        server_of(&c).await.1,
-        "the session should go on after 42P01"
-    );
+    assert!(server_of(c).await.1, "the session should go on after 42P01");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

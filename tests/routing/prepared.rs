@@ -131,8 +131,57 @@ async fn clients_share_statement_text_concurrently() {
 async fn statement_names_can_be_reused_after_close() {
     let proxy = start_proxy(cluster(), PATIENT_MONITOR);
 
-    // tokio-postgres closes a dropped Statement and names the next one afresh.
-    let c = proxy.connect().await;
+    prepare_run_and_drop_20_statements(&proxy.connect().await).await;
+
+    // The very same name for different statements, through the raw protocol.
+    let mut raw = RawConn::connect(proxy.port, USER, Some(PASSWORD), "postgres")
+        .await
+        .expect("raw connect");
+    assert_eq!(
+        parse_s1(&mut raw, "SELECT 1").await,
+        vec![Reply::ParseComplete, Reply::Ready(b'I')]
+    );
+    for _ in 0..3 {
+        let replies = run_s1(&mut raw).await;
+        assert_eq!(
+            raw::rows(&replies),
+            vec![vec![Some("1".to_owned())]],
+            "{replies:?}"
+        );
+    }
+    assert_eq!(
+        close_s1(&mut raw).await,
+        vec![Reply::CloseComplete, Reply::Ready(b'I')]
+    );
+    assert_eq!(
+        parse_s1(&mut raw, "SELECT 2").await,
+        vec![Reply::ParseComplete, Reply::Ready(b'I')]
+    );
+    for _ in 0..3 {
+        let replies = run_s1(&mut raw).await;
+        assert_eq!(
+            raw::rows(&replies),
+            vec![vec![Some("2".to_owned())]],
+            "s1 re-prepared after Close must run the new text: {replies:?}"
+        );
+    }
+    // Until it is closed, the name is taken…
+    let replies = parse_s1(&mut raw, "SELECT 3").await;
+    assert_eq!(error_codes(&replies), ["42P05"], "{replies:?}");
+    let replies = run_s1(&mut raw).await;
+    assert_eq!(
+        raw::rows(&replies),
+        vec![vec![Some("2".to_owned())]],
+        "{replies:?}"
+    );
+    // …and once closed, it is gone.
+    close_s1(&mut raw).await;
+    let replies = run_s1(&mut raw).await;
+    assert_eq!(error_codes(&replies), ["26000"], "{replies:?}");
+}
+
+/// tokio-postgres closes a dropped Statement and names the next one afresh.
+async fn prepare_run_and_drop_20_statements(c: &Client) {
     for round in 0..20i32 {
         let stmt = c
             .prepare("SELECT $1::int * 2, inet_server_port()")
@@ -144,75 +193,30 @@ async fn statement_names_can_be_reused_after_close() {
         }
         drop(stmt);
     }
+}
 
-    // The very same name for different statements, through the raw protocol.
-    let mut raw = RawConn::connect(proxy.port, USER, Some(PASSWORD), "postgres")
-        .await
-        .expect("raw connect");
-    let run_s1 = |n: usize| {
-        let mut out = BytesMut::new();
-        for _ in 0..n {
-            raw::bind_execute(&mut out, "s1");
-            raw::sync(&mut out);
-        }
-        out
-    };
+/// Parse of `sql` as statement `s1`, and Sync: the replies.
+async fn parse_s1(raw: &mut RawConn, sql: &str) -> Vec<Reply> {
     let mut out = BytesMut::new();
-    raw::parse(&mut out, "s1", "SELECT 1");
+    raw::parse(&mut out, "s1", sql);
     raw::sync(&mut out);
-    assert_eq!(
-        raw.exchange(&out).await,
-        vec![Reply::ParseComplete, Reply::Ready(b'I')]
-    );
-    for _ in 0..3 {
-        let replies = raw.exchange(&run_s1(1)).await;
-        assert_eq!(
-            raw::rows(&replies),
-            vec![vec![Some("1".to_owned())]],
-            "{replies:?}"
-        );
-    }
+    raw.exchange(&out).await
+}
+
+/// Bind and Execute of statement `s1`, and Sync: the replies.
+async fn run_s1(raw: &mut RawConn) -> Vec<Reply> {
+    let mut out = BytesMut::new();
+    raw::bind_execute(&mut out, "s1");
+    raw::sync(&mut out);
+    raw.exchange(&out).await
+}
+
+/// Close of statement `s1`, and Sync: the replies.
+async fn close_s1(raw: &mut RawConn) -> Vec<Reply> {
     let mut out = BytesMut::new();
     raw::close(&mut out, "s1");
     raw::sync(&mut out);
-    assert_eq!(
-        raw.exchange(&out).await,
-        vec![Reply::CloseComplete, Reply::Ready(b'I')]
-    );
-    let mut out = BytesMut::new();
-    raw::parse(&mut out, "s1", "SELECT 2");
-    raw::sync(&mut out);
-    assert_eq!(
-        raw.exchange(&out).await,
-        vec![Reply::ParseComplete, Reply::Ready(b'I')]
-    );
-    for _ in 0..3 {
-        let replies = raw.exchange(&run_s1(1)).await;
-        assert_eq!(
-            raw::rows(&replies),
-            vec![vec![Some("2".to_owned())]],
-            "s1 re-prepared after Close must run the new text: {replies:?}"
-        );
-    }
-    // Until it is closed, the name is taken…
-    let mut out = BytesMut::new();
-    raw::parse(&mut out, "s1", "SELECT 3");
-    raw::sync(&mut out);
-    let replies = raw.exchange(&out).await;
-    assert_eq!(error_codes(&replies), ["42P05"], "{replies:?}");
-    let replies = raw.exchange(&run_s1(1)).await;
-    assert_eq!(
-        raw::rows(&replies),
-        vec![vec![Some("2".to_owned())]],
-        "{replies:?}"
-    );
-    // …and once closed, it is gone.
-    let mut out = BytesMut::new();
-    raw::close(&mut out, "s1");
-    raw::sync(&mut out);
-    raw.exchange(&out).await;
-    let replies = raw.exchange(&run_s1(1)).await;
-    assert_eq!(error_codes(&replies), ["26000"], "{replies:?}");
+    raw.exchange(&out).await
 }
 
 fn error_codes(replies: &[Reply]) -> Vec<String> {

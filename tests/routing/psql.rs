@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// A script whose transaction fails, then goes on after its ROLLBACK.
+const FAILING_SCRIPT: &str = "BEGIN;
+INSERT INTO rt_psql_script VALUES (3, 'd');
+SELECT 1/0;
+SELECT 'not run';
+ROLLBACK;
+SELECT count(*) FROM rt_psql_script WHERE id = 3;
+";
+
 #[test]
 fn psql_runs_multi_statement_commands_and_scripts() {
     let proxy = start_proxy(cluster(), REPLICA_READS);
@@ -15,14 +24,10 @@ fn psql_runs_multi_statement_commands_and_scripts() {
     assert!(ok, "{err}");
     assert_eq!(out, "1|x\nt");
 
-    let dir = std::env::temp_dir();
-    let script = |name: &str, body: &str| {
-        let path = dir.join(format!("{name}-{}.sql", std::process::id()));
-        std::fs::write(&path, body).expect("write script");
-        path
-    };
     let p = primary_port();
-    let writes = script(
+    let (ok, out, err) = psql_script(
+        &proxy,
+        &["-v", "ON_ERROR_STOP=1"],
         "rt_psql_writes",
         &format!(
             "CREATE TABLE rt_psql_script (id int PRIMARY KEY, v text);
@@ -35,37 +40,21 @@ SELECT 'committed';
 "
         ),
     );
-    let (ok, out, err) = psql(
-        &proxy,
-        &["-v", "ON_ERROR_STOP=1", "-f", writes.to_str().unwrap()],
-    );
     assert!(ok, "{err}");
     assert_eq!(out, "2|t\ncommitted");
     caught_up();
 
-    let reads = script(
+    let (ok, out, err) = psql_script(
+        &proxy,
+        &["-v", "ON_ERROR_STOP=1"],
         "rt_psql_reads",
         "SELECT string_agg(v, ',' ORDER BY id) FROM rt_psql_script;\nSELECT pg_is_in_recovery();\n",
-    );
-    let (ok, out, err) = psql(
-        &proxy,
-        &["-v", "ON_ERROR_STOP=1", "-f", reads.to_str().unwrap()],
     );
     assert!(ok, "{err}");
     assert_eq!(out, "a,c\nt");
 
     // A script whose transaction fails goes on after its ROLLBACK.
-    let failing = script(
-        "rt_psql_failing",
-        "BEGIN;
-INSERT INTO rt_psql_script VALUES (3, 'd');
-SELECT 1/0;
-SELECT 'not run';
-ROLLBACK;
-SELECT count(*) FROM rt_psql_script WHERE id = 3;
-",
-    );
-    let (ok, out, err) = psql(&proxy, &["-f", failing.to_str().unwrap()]);
+    let (ok, out, err) = psql_script(&proxy, &[], "rt_psql_failing", FAILING_SCRIPT);
     assert!(ok, "{err}");
     assert_eq!(out, "0");
     assert!(err.contains("division by zero"), "{err}");
@@ -74,8 +63,14 @@ SELECT count(*) FROM rt_psql_script WHERE id = 3;
         on_primary("SELECT count(*) FROM rt_psql_script WHERE id = 3"),
         "0"
     );
+}
 
-    for path in [writes, reads, failing] {
-        let _ = std::fs::remove_file(path);
-    }
+/// Runs psql with `args` on a script file holding `body` (named after `name`, removed after).
+fn psql_script(proxy: &TestProxy, args: &[&str], name: &str, body: &str) -> (bool, String, String) {
+    let path = std::env::temp_dir().join(format!("{name}-{}.sql", std::process::id()));
+    std::fs::write(&path, body).expect("write script");
+    let file = path.to_str().expect("a UTF-8 temp path").to_owned();
+    let result = psql(proxy, &[args, &["-f", &file]].concat());
+    let _ = std::fs::remove_file(&path);
+    result
 }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Where a statement ran: port, in recovery, backend.
+const WHERE_SQL: &str = "SELECT inet_server_port(), pg_is_in_recovery(), pg_backend_pid()";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_transactions_stay_on_primary() {
     let proxy = start_proxy(cluster(), REPLICA_READS);
@@ -10,7 +13,6 @@ async fn explicit_transactions_stay_on_primary() {
     c.batch_execute("CREATE TABLE rt_txn (id int PRIMARY KEY)")
         .await
         .expect("CREATE TABLE");
-    let where_sql = "SELECT inet_server_port(), pg_is_in_recovery(), pg_backend_pid()";
     for (i, begin) in [
         "BEGIN",
         "START TRANSACTION",
@@ -20,45 +22,12 @@ async fn explicit_transactions_stay_on_primary() {
     .into_iter()
     .enumerate()
     {
-        c.batch_execute(begin)
-            .await
-            .unwrap_or_else(|e| panic!("{begin}: {e}"));
-        let first = c
-            .query_one(where_sql, &[])
-            .await
-            .expect("read in transaction");
-        let (port, in_recovery, pid): (i32, bool, i32) = (first.get(0), first.get(1), first.get(2));
-        assert_eq!(
-            (port, in_recovery),
-            (primary_port(), false),
-            "a read after {begin}"
-        );
-        c.execute("INSERT INTO rt_txn VALUES ($1)", &[&(i as i32)])
-            .await
-            .expect("INSERT in transaction");
-        for _ in 0..5 {
-            let row = c
-                .query_one(where_sql, &[])
-                .await
-                .expect("read in transaction");
-            assert_eq!(
-                row.get::<_, i32>(2),
-                pid,
-                "every statement after {begin} on one connection"
-            );
-        }
-        let rows = simple_rows(&c, "SELECT pg_backend_pid()").await;
-        assert_eq!(
-            rows[0][0],
-            Some(pid.to_string()),
-            "simple Query after {begin}"
-        );
-        c.batch_execute("COMMIT").await.expect("COMMIT");
+        one_explicit_transaction(&c, i, begin).await;
     }
     // tokio-postgres's own transaction API (BEGIN, extended-protocol statements, COMMIT).
     let tx = c.transaction().await.expect("BEGIN");
     let row = tx
-        .query_one(where_sql, &[])
+        .query_one(WHERE_SQL, &[])
         .await
         .expect("read in transaction");
     assert_eq!(
@@ -80,6 +49,45 @@ async fn explicit_transactions_stay_on_primary() {
         replica_ports().contains(&port) && in_recovery,
         "a read after COMMIT ran on {port}"
     );
+}
+
+/// Transaction `i`, opened by `begin`: a read on the primary, an insert of `i`, and every
+/// statement after them (extended or simple) on the same server connection; committed.
+async fn one_explicit_transaction(c: &Client, i: usize, begin: &str) {
+    c.batch_execute(begin)
+        .await
+        .unwrap_or_else(|e| panic!("{begin}: {e}"));
+    let first = c
+        .query_one(WHERE_SQL, &[])
+        .await
+        .expect("read in transaction");
+    let (port, in_recovery, pid): (i32, bool, i32) = (first.get(0), first.get(1), first.get(2));
+    assert_eq!(
+        (port, in_recovery),
+        (primary_port(), false),
+        "a read after {begin}"
+    );
+    c.execute("INSERT INTO rt_txn VALUES ($1)", &[&(i as i32)])
+        .await
+        .expect("INSERT in transaction");
+    for _ in 0..5 {
+        let row = c
+            .query_one(WHERE_SQL, &[])
+            .await
+            .expect("read in transaction");
+        assert_eq!(
+            row.get::<_, i32>(2),
+            pid,
+            "every statement after {begin} on one connection"
+        );
+    }
+    let rows = simple_rows(c, "SELECT pg_backend_pid()").await;
+    assert_eq!(
+        rows[0][0],
+        Some(pid.to_string()),
+        "simple Query after {begin}"
+    );
+    c.batch_execute("COMMIT").await.expect("COMMIT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +149,13 @@ async fn failed_transaction_reports_25p02_until_rollback() {
     let proxy = start_proxy(cluster(), REPLICA_READS);
     let c = proxy.connect().await;
 
-    // Extended protocol inside the transaction.
+    failed_transaction_through_the_extended_protocol(&c).await;
+    failed_transaction_in_simple_queries(&c).await;
+}
+
+/// An error inside the transaction, then 25P02 for extended and simple statements until the
+/// ROLLBACK, after which reads go to the replicas again.
+async fn failed_transaction_through_the_extended_protocol(c: &Client) {
     c.batch_execute("BEGIN").await.expect("BEGIN");
     let e = c.query("SELECT 1/0", &[]).await.expect_err("1/0");
     assert_eq!(db_error(&e).code(), &SqlState::DIVISION_BY_ZERO, "{e}");
@@ -169,13 +183,16 @@ async fn failed_transaction_reports_25p02_until_rollback() {
         .await
         .expect("after ROLLBACK");
     assert_eq!(row.get::<_, i32>(0), 42);
-    let (port, in_recovery) = server_of(&c).await;
+    let (port, in_recovery) = server_of(c).await;
     assert!(
         replica_ports().contains(&port) && in_recovery,
         "a read after ROLLBACK ran on {port}"
     );
+}
 
-    // Simple protocol only, the error in the same Query as the BEGIN.
+/// Simple protocol only, the error in the same Query as the BEGIN: 25P02 with PostgreSQL's
+/// message until the ROLLBACK, after which reads go to the replicas again.
+async fn failed_transaction_in_simple_queries(c: &Client) {
     let e = c.simple_query("BEGIN; SELECT 1/0").await.expect_err("1/0");
     assert_eq!(db_error(&e).code(), &SqlState::DIVISION_BY_ZERO, "{e}");
     let e = c
@@ -192,7 +209,7 @@ async fn failed_transaction_reports_25p02_until_rollback() {
         "current transaction is aborted, commands ignored until end of transaction block"
     );
     c.simple_query("ROLLBACK").await.expect("ROLLBACK");
-    let (port, in_recovery) = server_of_simple(&c).await;
+    let (port, in_recovery) = server_of_simple(c).await;
     assert!(
         replica_ports().contains(&port) && in_recovery,
         "a read after ROLLBACK ran on {port}"

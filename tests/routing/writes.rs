@@ -89,6 +89,12 @@ async fn ddl_runs_on_primary() {
 async fn sequence_and_advisory_lock_calls_run_on_primary() {
     let proxy = start_proxy(cluster(), PATIENT_MONITOR);
     let c = proxy.connect().await;
+    sequence_calls_run_on_primary(&c).await;
+    advisory_lock_calls_run_on_primary(&c).await;
+}
+
+/// nextval and setval run on the primary, where the sequence moves.
+async fn sequence_calls_run_on_primary(c: &Client) {
     c.batch_execute("CREATE SEQUENCE rt_seq")
         .await
         .expect("CREATE SEQUENCE");
@@ -112,7 +118,10 @@ async fn sequence_and_advisory_lock_calls_run_on_primary() {
         (10, primary_port())
     );
     assert_eq!(on_primary("SELECT last_value FROM rt_seq"), "10");
+}
 
+/// Transaction- and session-level advisory locks are taken (and released) on the primary.
+async fn advisory_lock_calls_run_on_primary(c: &Client) {
     let advisory_locks = |key: u32| {
         on_primary(&format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {key} AND granted"))
     };
@@ -120,7 +129,7 @@ async fn sequence_and_advisory_lock_calls_run_on_primary() {
 
     // A transaction-level advisory lock, inside a transaction.
     c.batch_execute("BEGIN").await.expect("BEGIN");
-    let rows = simple_rows(&c, "SELECT pg_advisory_xact_lock(7301), inet_server_port()").await;
+    let rows = simple_rows(c, "SELECT pg_advisory_xact_lock(7301), inet_server_port()").await;
     assert_eq!(
         rows[0][1], primary,
         "pg_advisory_xact_lock in a transaction"
@@ -138,14 +147,14 @@ async fn sequence_and_advisory_lock_calls_run_on_primary() {
     );
 
     // The same outside a transaction, where nothing but the classifier sends it to the primary.
-    let rows = simple_rows(&c, "SELECT pg_advisory_xact_lock(7302), inet_server_port()").await;
+    let rows = simple_rows(c, "SELECT pg_advisory_xact_lock(7302), inet_server_port()").await;
     assert_eq!(
         rows[0][1], primary,
         "pg_advisory_xact_lock outside a transaction"
     );
 
     // A session-level lock, then its unlock on the same server connection.
-    let rows = simple_rows(&c, "SELECT pg_try_advisory_lock(7303), inet_server_port()").await;
+    let rows = simple_rows(c, "SELECT pg_try_advisory_lock(7303), inet_server_port()").await;
     assert_eq!(
         rows[0],
         vec![Some("t".into()), primary.clone()],
@@ -156,7 +165,7 @@ async fn sequence_and_advisory_lock_calls_run_on_primary() {
         "1",
         "the session lock should be held on the primary"
     );
-    let rows = simple_rows(&c, "SELECT pg_advisory_unlock(7303), inet_server_port()").await;
+    let rows = simple_rows(c, "SELECT pg_advisory_unlock(7303), inet_server_port()").await;
     assert_eq!(
         rows[0],
         vec![Some("t".into()), primary],
