@@ -10,14 +10,7 @@ async fn paused_replica_takes_no_reads_until_replay_resumes() {
     let proxy = start_proxy(&cluster, &config("max_time = \"300ms\""));
     let client = proxy.connect().await;
     let (p1, p2) = (port(&cluster, 1), port(&cluster, 2));
-    wait_reads_on(
-        &client,
-        "reads on both replicas at first",
-        &[p1, p2],
-        true,
-        SETTLE,
-    )
-    .await;
+    wait_reads_on_both(&client, "reads on both replicas at first", p1, p2).await;
 
     on_node(&cluster, 1, "SELECT pg_wal_replay_pause()");
     let writer = Writer::start(&cluster).await;
@@ -60,12 +53,11 @@ async fn paused_replica_takes_no_reads_until_replay_resumes() {
     assert!(rows > 10, "the writer wrote {rows} rows");
 
     on_node(&cluster, 1, "SELECT pg_wal_replay_resume()");
-    wait_reads_on(
+    wait_reads_on_both(
         &client,
         "reads on both replicas after replay resumed",
-        &[p1, p2],
-        true,
-        SETTLE,
+        p1,
+        p2,
     )
     .await;
 }
@@ -76,14 +68,7 @@ async fn apply_delay_is_time_lag_and_an_idle_caught_up_replica_has_none() {
     let proxy = start_proxy(&cluster, &config("max_time = \"500ms\""));
     let client = proxy.connect().await;
     let (p1, p2) = (port(&cluster, 1), port(&cluster, 2));
-    wait_reads_on(
-        &client,
-        "reads on both replicas at first",
-        &[p1, p2],
-        true,
-        SETTLE,
-    )
-    .await;
+    wait_reads_on_both(&client, "reads on both replicas at first", p1, p2).await;
 
     blocking(|| cluster.set_apply_delay(1, "2s")).expect("set apply delay");
     let writer = Writer::start(&cluster).await;
@@ -110,14 +95,7 @@ async fn apply_delay_is_time_lag_and_an_idle_caught_up_replica_has_none() {
 
     // Once replica 1 has applied the last commit (2 s after it), it takes reads again.
     caught_up(&cluster);
-    wait_reads_on(
-        &client,
-        "reads back on replica 1 once it caught up",
-        &[p1, p2],
-        true,
-        SETTLE,
-    )
-    .await;
+    wait_reads_on_both(&client, "reads back on replica 1 once it caught up", p1, p2).await;
     // Idle for longer: the last commit is now many times max_time old, but a replica that has
     // replayed everything has no lag.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -180,9 +158,31 @@ async fn when_all_replicas_lag_each_policy_routes_reads_its_way() {
     let least_lagged = least_lagged_proxy.connect().await;
     let writer = pause_both_replicas(&cluster).await;
 
-    // "error": once both replicas count as lagging, reads are refused at once with 57P03.
+    error_policy_refuses_reads(&refusing, p0).await;
+    // "least_lagged": every read on replica 2, which was paused later.
+    for _ in 0..20 {
+        let ran_on = read(&least_lagged).await;
+        assert_eq!(
+            ran_on,
+            (p2, true),
+            "\"least_lagged\": a read goes to the less lagging replica 2"
+        );
+    }
+    primary_policy_reads_on_the_primary(&to_primary, p0).await;
+
+    let still = try_read(&refusing).await;
+    assert!(
+        still.is_err(),
+        "both replicas still lag at the end: {still:?}"
+    );
+    writer.stop().await;
+}
+
+/// "error": once both replicas count as lagging, reads are refused at once with 57P03, and the
+/// session survives the refusals.
+async fn error_policy_refuses_reads(refusing: &Client, p0: u16) {
     poll_until("\"error\": reads to be refused", SETTLE, || async {
-        match try_read(&refusing).await {
+        match try_read(refusing).await {
             Err(e) if sqlstate(&e) == Some("57P03") => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -190,7 +190,7 @@ async fn when_all_replicas_lag_each_policy_routes_reads_its_way() {
     .await;
     for _ in 0..5 {
         let began = Instant::now();
-        let e = try_read(&refusing)
+        let e = try_read(refusing)
             .await
             .expect_err("\"error\": a read while both replicas lag must be refused");
         let took = began.elapsed();
@@ -202,47 +202,33 @@ async fn when_all_replicas_lag_each_policy_routes_reads_its_way() {
     }
     // The session survives the refusals: a primary statement still runs.
     let row = first_row(
-        &refusing,
+        refusing,
         "SELECT inet_server_port() FROM pg_advisory_xact_lock(1)",
     )
     .await
     .expect("\"error\": a primary statement after refused reads");
     assert_eq!(row[0].as_deref(), Some(p0.to_string().as_str()));
+}
 
-    // "least_lagged": every read on replica 2, which was paused later.
-    for _ in 0..20 {
-        let ran_on = read(&least_lagged).await;
-        assert_eq!(
-            ran_on,
-            (p2, true),
-            "\"least_lagged\": a read goes to the less lagging replica 2"
-        );
-    }
-    // "primary" (the default): every read on the primary, once this pgroute's own monitor has
-    // seen replica 2 lag too (each pgroute samples on its own clock, and the "error" one was
-    // only waited for).
+/// "primary" (the default): every read on the primary, once this pgroute's own monitor has
+/// seen replica 2 lag too (each pgroute samples on its own clock, and the "error" one was only
+/// waited for).
+async fn primary_policy_reads_on_the_primary(to_primary: &Client, p0: u16) {
     poll_until("\"primary\": reads on the primary", SETTLE, || async {
-        match try_read(&to_primary).await {
+        match try_read(to_primary).await {
             Ok(ran_on) if ran_on == (p0, false) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
     for _ in 0..20 {
-        let ran_on = read(&to_primary).await;
+        let ran_on = read(to_primary).await;
         assert_eq!(
             ran_on,
             (p0, false),
             "\"primary\": a read goes to the primary"
         );
     }
-
-    let still = try_read(&refusing).await;
-    assert!(
-        still.is_err(),
-        "both replicas still lag at the end: {still:?}"
-    );
-    writer.stop().await;
 }
 
 /// Issue 9 item 16: on a lightly written cluster (one small row every 300 ms, written through
@@ -264,14 +250,7 @@ async fn lightly_written_caught_up_replicas_keep_taking_reads() {
         .await
         .expect("create light_writes through pgroute");
     caught_up(&cluster);
-    wait_reads_on(
-        &client,
-        "reads on both replicas at first",
-        &[p1, p2],
-        true,
-        SETTLE,
-    )
-    .await;
+    wait_reads_on_both(&client, "reads on both replicas at first", p1, p2).await;
 
     let began = Instant::now();
     let mut next_write = began;

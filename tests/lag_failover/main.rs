@@ -179,6 +179,12 @@ async fn wait_reads_on(
     took
 }
 
+/// Waits (up to [`SETTLE`]) until a batch of reads lands on both replicas, `p1` and `p2`, and
+/// nowhere else.
+async fn wait_reads_on_both(client: &Client, what: &str, p1: u16, p2: u16) {
+    wait_reads_on(client, what, &[p1, p2], true, SETTLE).await;
+}
+
 /// Writes one small row into `lag_writes` on the primary every 10 ms, straight to the server,
 /// until stopped (at most 60 s): the primary's WAL keeps moving, so a replica that does not
 /// replay falls behind in time.

@@ -19,45 +19,12 @@ async fn replica_stopped_under_read_load_loses_no_read_and_returns_after_restart
     let mut readers = Vec::new();
     for _ in 0..TASKS {
         let client = proxy.connect().await;
-        let (done, stopped) = (done.clone(), stopped.clone());
-        readers.push(tokio::spawn(async move {
-            let began = Instant::now();
-            let mut results = Vec::new();
-            let mut after_stop = 0;
-            while (results.len() < READS || after_stop < READS)
-                && results.len() < 5_000
-                && began.elapsed() < Duration::from_secs(20)
-            {
-                let r = try_read(&client).await.map(|(p, _)| p);
-                results.push(r.map_err(|e| format!("{e:?}")));
-                done.fetch_add(1, Ordering::SeqCst);
-                if stopped.load(Ordering::SeqCst) {
-                    after_stop += 1;
-                }
-            }
-            (results, after_stop)
-        }));
+        readers.push(spawn_reader(client, READS, done.clone(), stopped.clone()));
     }
-    poll_until("reads under way", SETTLE, || async {
-        let n = done.load(Ordering::SeqCst);
-        if n >= 100 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
+    reads_under_way(&done, 100).await;
     stop(&cluster, 1);
     stopped.store(true, Ordering::SeqCst);
-    let mut results = Vec::new();
-    for r in readers {
-        let (task_results, after_stop) = r.await.expect("reader task");
-        assert!(
-            after_stop >= READS,
-            "a reader stopped early: {after_stop} reads after the stop"
-        );
-        results.extend(task_results);
-    }
+    let results = join_readers(readers, READS).await;
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     let distinct: BTreeSet<&String> = failed.iter().copied().collect();
     assert!(
@@ -96,6 +63,66 @@ async fn replica_stopped_under_read_load_loses_no_read_and_returns_after_restart
     );
 }
 
+/// Where each read of a reader ran, or why it failed; and how many it made after the stop.
+type ReaderResults = (Vec<Result<u16, String>>, usize);
+
+/// A task that reads on `client` at least `reads` times and until it has read `reads` more
+/// times after `stopped` is set (at most 5,000 reads or 20 s), counting every read in `done`.
+fn spawn_reader(
+    client: Client,
+    reads: usize,
+    done: Arc<AtomicUsize>,
+    stopped: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<ReaderResults> {
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let mut results = Vec::new();
+        let mut after_stop = 0;
+        while (results.len() < reads || after_stop < reads)
+            && results.len() < 5_000
+            && began.elapsed() < Duration::from_secs(20)
+        {
+            let r = try_read(&client).await.map(|(p, _)| p);
+            results.push(r.map_err(|e| format!("{e:?}")));
+            done.fetch_add(1, Ordering::SeqCst);
+            if stopped.load(Ordering::SeqCst) {
+                after_stop += 1;
+            }
+        }
+        (results, after_stop)
+    })
+}
+
+/// Waits until the readers have made `n` reads between them.
+async fn reads_under_way(done: &AtomicUsize, n: usize) {
+    poll_until("reads under way", SETTLE, || async {
+        let made = done.load(Ordering::SeqCst);
+        if made >= n {
+            Ok(())
+        } else {
+            Err(made)
+        }
+    })
+    .await;
+}
+
+/// Every reader's results, once each has made its `reads` reads after the stop.
+async fn join_readers(
+    readers: Vec<tokio::task::JoinHandle<ReaderResults>>,
+    reads: usize,
+) -> Vec<Result<u16, String>> {
+    let mut results = Vec::new();
+    for r in readers {
+        let (task_results, after_stop) = r.await.expect("reader task");
+        assert!(
+            after_stop >= reads,
+            "a reader stopped early: {after_stop} reads after the stop"
+        );
+        results.extend(task_results);
+    }
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_replicas_stopped_sends_reads_to_the_primary() {
     let cluster = new_cluster();
@@ -103,14 +130,7 @@ async fn both_replicas_stopped_sends_reads_to_the_primary() {
     let client = proxy.connect().await;
     let (p0, p1, p2) = (port(&cluster, 0), port(&cluster, 1), port(&cluster, 2));
     // Leave idle pooled connections to both replicas behind.
-    wait_reads_on(
-        &client,
-        "reads on both replicas at first",
-        &[p1, p2],
-        true,
-        SETTLE,
-    )
-    .await;
+    wait_reads_on_both(&client, "reads on both replicas at first", p1, p2).await;
     stop(&cluster, 1);
     stop(&cluster, 2);
     // At once (the monitor may not have noticed yet), and again once it has.
@@ -152,15 +172,7 @@ async fn read_waiting_on_a_replica_that_stops_is_retried_on_the_other() {
     on_node(&cluster, 0, "SELECT txid_current()");
     let held = "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' \
                 AND relation = (SELECT oid FROM pg_class WHERE relname = 'locked_t')";
-    for node in [1, 2] {
-        poll_until("the lock to reach the replica", SETTLE, || async {
-            match on_node(&cluster, node, held).as_str() {
-                "1" => Ok(()),
-                n => Err((node, n.to_owned())),
-            }
-        })
-        .await;
-    }
+    each_replica_counts_one(&cluster, "the lock to reach the replica", held).await;
     let blocked_read = "SELECT inet_server_port(), count(*) FROM locked_t";
     // Two reads at once: least-outstanding balancing puts one on each replica.
     let mut reads = Vec::new();
@@ -182,15 +194,7 @@ async fn read_waiting_on_a_replica_that_stops_is_retried_on_the_other() {
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = '{}'",
         blocked_read.replace('\'', "''")
     );
-    for node in [1, 2] {
-        poll_until("a read waiting on each replica", SETTLE, || async {
-            match on_node(&cluster, node, &waiting).as_str() {
-                "1" => Ok(()),
-                n => Err((node, n.to_owned())),
-            }
-        })
-        .await;
-    }
+    each_replica_counts_one(&cluster, "a read waiting on each replica", &waiting).await;
     stop(&cluster, 1);
     // Give a retried read time to reach replica 2 (where it waits too), then let both go.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -207,6 +211,19 @@ async fn read_waiting_on_a_replica_that_stops_is_retried_on_the_other() {
         vec![Ok(p2), Ok(p2)],
         "both reads complete on replica 2 ({p2}); replica 1 ({p1}) stopped under one of them"
     );
+}
+
+/// Waits, on replica 1 and then replica 2, until the count `sql` returns there is 1.
+async fn each_replica_counts_one(cluster: &Cluster, what: &str, sql: &str) {
+    for node in [1, 2] {
+        poll_until(what, SETTLE, || async {
+            match on_node(cluster, node, sql).as_str() {
+                "1" => Ok(()),
+                n => Err((node, n.to_owned())),
+            }
+        })
+        .await;
+    }
 }
 
 /// A replica in a smart shutdown refuses new sessions with FATAL 57P03 ("the database system is
