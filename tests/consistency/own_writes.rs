@@ -1,6 +1,8 @@
 //! A session reads its own writes while sessions that did not write keep using the replicas; with
 //! `max_wait`, reads after writes wait for a replica to catch up instead of using the primary.
 
+use std::ops::Range;
+
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,38 +19,8 @@ async fn a_session_always_reads_its_own_writes_and_others_stay_on_replicas() {
     let observer = spawn_observer(&proxy, stop.clone(), 20_000);
 
     let writer = proxy.connect().await;
-    let mut stale = Vec::new();
-    for id in 0..ROUNDS {
-        insert(&writer, table, id).await;
-        let seen = read_simple(&writer, "", table, id).await;
-        if seen.count != 1 {
-            stale.push(("simple", id, seen));
-        }
-    }
-    let insert_stmt = writer
-        .prepare(&format!("INSERT INTO {table} VALUES ($1)"))
-        .await
-        .expect("prepare INSERT");
-    let select_stmt = writer
-        .prepare(&format!(
-            "SELECT count(*), inet_server_port() FROM {table} WHERE id = $1"
-        ))
-        .await
-        .expect("prepare SELECT");
-    for id in ROUNDS..2 * ROUNDS {
-        writer.execute(&insert_stmt, &[&id]).await.expect("INSERT");
-        let row = writer
-            .query_one(&select_stmt, &[&id])
-            .await
-            .expect("SELECT");
-        let seen = Seen {
-            count: row.get(0),
-            port: row.get(1),
-        };
-        if seen.count != 1 {
-            stale.push(("extended", id, seen));
-        }
-    }
+    let mut stale = write_then_read_simple(&writer, table, 0..ROUNDS).await;
+    stale.extend(write_then_read_prepared(&writer, table, ROUNDS..2 * ROUNDS).await);
     stop.store(true, Ordering::Relaxed);
     let observed = observer.await.expect("observer");
 
@@ -74,6 +46,52 @@ async fn a_session_always_reads_its_own_writes_and_others_stay_on_replicas() {
         observed.len(),
         &elsewhere[..elsewhere.len().min(10)]
     );
+}
+
+/// A read that missed the session's own write: the protocol, the id written, what it saw.
+type Missed = (&'static str, i64, Seen);
+
+/// Inserts each id and reads it right back, in simple Queries; the reads that missed it.
+async fn write_then_read_simple(writer: &Client, table: &str, ids: Range<i64>) -> Vec<Missed> {
+    let mut stale = Vec::new();
+    for id in ids {
+        insert(writer, table, id).await;
+        let seen = read_simple(writer, "", table, id).await;
+        if seen.count != 1 {
+            stale.push(("simple", id, seen));
+        }
+    }
+    stale
+}
+
+/// Inserts each id and reads it right back, with prepared statements; the reads that missed it.
+async fn write_then_read_prepared(writer: &Client, table: &str, ids: Range<i64>) -> Vec<Missed> {
+    let insert_stmt = writer
+        .prepare(&format!("INSERT INTO {table} VALUES ($1)"))
+        .await
+        .expect("prepare INSERT");
+    let select_stmt = writer
+        .prepare(&format!(
+            "SELECT count(*), inet_server_port() FROM {table} WHERE id = $1"
+        ))
+        .await
+        .expect("prepare SELECT");
+    let mut stale = Vec::new();
+    for id in ids {
+        writer.execute(&insert_stmt, &[&id]).await.expect("INSERT");
+        let row = writer
+            .query_one(&select_stmt, &[&id])
+            .await
+            .expect("SELECT");
+        let seen = Seen {
+            count: row.get(0),
+            port: row.get(1),
+        };
+        if seen.count != 1 {
+            stale.push(("extended", id, seen));
+        }
+    }
+    stale
 }
 
 /// Writes committed by an explicit transaction, however it is sent, are read back too.

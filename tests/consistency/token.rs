@@ -50,17 +50,8 @@ async fn a_token_handed_to_other_connections_and_proxies_shows_them_the_write() 
         reads.push(("second pgroute, hint", seen));
 
         // The startup parameter, on a connection made after the write.
-        let mut raw = RawConn::connect_with(
-            other_proxy.port,
-            USER,
-            Some(PASSWORD),
-            "postgres",
-            &[("pgroute.min_lsn", &token)],
-        )
-        .await
-        .expect("connect with pgroute.min_lsn as a startup parameter");
-        let rows = raw.simple_query(&count_sql(table, id)).await.expect("read");
-        reads.push(("second pgroute, startup parameter", Seen::from_text(&rows)));
+        let seen = read_with_startup_token(&other_proxy, &token, table, id).await;
+        reads.push(("second pgroute, startup parameter", seen));
     }
     let total = reads.len();
     let stale: Vec<_> = reads.iter().filter(|(_, seen)| seen.count != 1).collect();
@@ -69,6 +60,21 @@ async fn a_token_handed_to_other_connections_and_proxies_shows_them_the_write() 
         "{} of {total} reads given connection A's token missed A's write (how, read): {stale:?}",
         stale.len()
     );
+}
+
+/// Reads row `id` on a new connection whose startup packet carries `pgroute.min_lsn = token`.
+async fn read_with_startup_token(proxy: &TestProxy, token: &str, table: &str, id: i64) -> Seen {
+    let mut raw = RawConn::connect_with(
+        proxy.port,
+        USER,
+        Some(PASSWORD),
+        "postgres",
+        &[("pgroute.min_lsn", token)],
+    )
+    .await
+    .expect("connect with pgroute.min_lsn as a startup parameter");
+    let rows = raw.simple_query(&count_sql(table, id)).await.expect("read");
+    Seen::from_text(&rows)
 }
 
 /// The control for the test above: without the token, a connection that did not write reads
