@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use common::{cluster, start_proxy, TestProxy, PASSWORD, USER};
 
 /// Replicas stay eligible for reads however busy the shared cluster is, and the monitor is
-/// patient with slow probes on a busy machine (as in tests/routing.rs); read-your-writes stays at
-/// its default (`lsn`), which the scripts check.
+/// patient with slow probes on a busy machine (as in tests/routing/main.rs); read-your-writes
+/// stays at its default (`lsn`), which the scripts check.
 const CONFIG: &str = "[lag]\ncheck_interval = \"500ms\"\nmax_bytes = \"1GB\"\nmax_time = \"1h\"\n";
 
 /// How long a fresh pgroute may take to see the replicas (its monitor's first probes).

@@ -11,82 +11,95 @@
 /// The fingerprint of `sql` (see the module documentation).
 ///
 /// On every statement's path: runs of ordinary text are copied whole, and only quotes,
-/// comments, numbers, `$` and white space are looked at one by one.
-// A single scanning loop on the hot path (measured): kept whole so each byte is looked at once.
+/// comments, numbers, `$` and white space are looked at one by one. Each byte is looked at once.
 pub fn fingerprint(sql: &str) -> String {
-    let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
-    while i < b.len() {
-        let run = i;
-        let mut prev = out.as_bytes().last().copied();
-        while i < b.len() {
-            let c = b[i];
-            let ordinary = if c == b' ' {
-                // A single space between two words is kept as it is.
-                prev.is_some_and(|p| p != b' ')
-                    && b.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace())
-            } else {
-                !is_special(c, prev.is_some_and(is_ident))
-            };
-            if !ordinary {
-                break;
-            }
-            prev = Some(c);
-            i += 1;
-        }
-        if i > run {
+    while i < sql.len() {
+        let run_end = ordinary_run_end(sql.as_bytes(), i, out.as_bytes().last().copied());
+        if run_end > i {
             // Runs end before an ASCII byte or at the end: whole characters.
-            out.push_str(sql.get(run..i).unwrap_or(""));
-            continue;
+            out.push_str(sql.get(i..run_end).unwrap_or(""));
+            i = run_end;
+        } else {
+            i = rewrite_special(sql, i, &mut out);
         }
-        let prev_ident = prev.is_some_and(is_ident);
-        let c = b[i];
-        i = match c {
-            b'\'' if !prev_is_e_prefix(out.as_bytes()) => {
-                out.push_str("''");
-                skip_quoted(b, i, b'\'')
-            }
-            b'\'' | b'"' => copy_quoted(sql, b, i, c, &mut out),
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                space(&mut out);
-                b[i..]
-                    .iter()
-                    .position(|x| *x == b'\n')
-                    .map_or(b.len(), |n| i + n)
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                space(&mut out);
-                skip_block_comment(b, i)
-            }
-            b'$' if !prev_ident => match dollar_tag_end(b, i) {
-                Some(tag_end) => {
-                    out.push_str("''");
-                    skip_dollar_quoted(b, i, tag_end)
-                }
-                None => {
-                    out.push('$');
-                    i + 1
-                }
-            },
-            b'0'..=b'9' if !prev_ident => {
-                out.push('0');
-                skip_number(b, i)
-            }
-            c if c.is_ascii_whitespace() => {
-                space(&mut out);
-                i + 1
-            }
-            // `-`, `/` or `$` that start nothing.
-            _ => {
-                out.push(char::from(c));
-                i + 1
-            }
-        };
     }
     let end = out.trim_end().len();
     out.truncate(end);
     out
+}
+
+/// Where the run of ordinary bytes from `i` ends: bytes the fingerprint keeps as they are.
+/// `prev` is the last byte written to the fingerprint.
+#[inline]
+fn ordinary_run_end(b: &[u8], mut i: usize, mut prev: Option<u8>) -> usize {
+    while i < b.len() {
+        let c = b[i];
+        let ordinary = if c == b' ' {
+            // A single space between two words is kept as it is.
+            prev.is_some_and(|p| p != b' ')
+                && b.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace())
+        } else {
+            !is_special(c, prev.is_some_and(is_ident))
+        };
+        if !ordinary {
+            break;
+        }
+        prev = Some(c);
+        i += 1;
+    }
+    i
+}
+
+/// Writes what the special byte at `i` starts (a literal, a comment, a quoted name, white space,
+/// or a `-`, `/` or `$` that starts nothing) to `out`, and returns where scanning goes on.
+#[inline]
+fn rewrite_special(sql: &str, i: usize, out: &mut String) -> usize {
+    let b = sql.as_bytes();
+    let prev_ident = out.as_bytes().last().copied().is_some_and(is_ident);
+    let c = b[i];
+    match c {
+        b'\'' if !prev_is_e_prefix(out.as_bytes()) => {
+            out.push_str("''");
+            skip_quoted(b, i, b'\'')
+        }
+        b'\'' | b'"' => copy_quoted(sql, b, i, c, out),
+        b'-' if b.get(i + 1) == Some(&b'-') => {
+            space(out);
+            b[i..]
+                .iter()
+                .position(|x| *x == b'\n')
+                .map_or(b.len(), |n| i + n)
+        }
+        b'/' if b.get(i + 1) == Some(&b'*') => {
+            space(out);
+            skip_block_comment(b, i)
+        }
+        b'$' if !prev_ident => match dollar_tag_end(b, i) {
+            Some(tag_end) => {
+                out.push_str("''");
+                skip_dollar_quoted(b, i, tag_end)
+            }
+            None => {
+                out.push('$');
+                i + 1
+            }
+        },
+        b'0'..=b'9' if !prev_ident => {
+            out.push('0');
+            skip_number(b, i)
+        }
+        c if c.is_ascii_whitespace() => {
+            space(out);
+            i + 1
+        }
+        // `-`, `/` or `$` that start nothing.
+        _ => {
+            out.push(char::from(c));
+            i + 1
+        }
+    }
 }
 
 /// A byte [`fingerprint`] cannot copy as part of a run (`prev_ident`: the byte before it is

@@ -305,34 +305,9 @@ pub struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    // One arm per message kind; splitting the match would only scatter it.
     pub fn encode(&mut self, msg: &ExtMsg) {
         match msg {
-            ExtMsg::ParseNamed { client_name, stmt } => {
-                let mut e = if self.conn.prepared.contains(&stmt.id) {
-                    if self.txn_may_have_failed && !ends_transaction(stmt) {
-                        // Parsed again under a name closed at once: ParseComplete in a good
-                        // transaction, 25P02 (and the rest discarded) in a failed one.
-                        messages::parse(self.out, REPARSE_NAME, &stmt.after_name);
-                        messages::with_statement_name(self.out, b'C', b"S", REPARSE_NAME, b"");
-                        let mut e = Expect::new(ExpectKind::Parse);
-                        e.forget_client = Some((client_name.clone(), stmt.clone()));
-                        self.expects.push_back(e);
-                        self.expects.push_back(Expect::hidden(ExpectKind::Close));
-                        return;
-                    } else {
-                        Expect::synthetic(messages::empty(b'1'))
-                    }
-                } else {
-                    self.conn.prepared.insert(stmt.id);
-                    messages::parse(self.out, &stmt.server_name, &stmt.after_name);
-                    let mut e = Expect::new(ExpectKind::Parse);
-                    e.forget_server = Some(stmt.id);
-                    e
-                };
-                e.forget_client = Some((client_name.clone(), stmt.clone()));
-                self.expects.push_back(e);
-            }
+            ExtMsg::ParseNamed { client_name, stmt } => self.parse_named(client_name, stmt),
             ExtMsg::ParseUnnamed { frame } => {
                 self.unnamed_on_conn = true;
                 self.forward(frame, Some(ExpectKind::Parse));
@@ -347,13 +322,7 @@ impl Encoder<'_> {
                 e.rename = self.rewrite(frame, stmt, false);
                 self.expects.push_back(e);
             }
-            ExtMsg::Forward { frame, kind } => {
-                self.copy_data |= frame.first() == Some(&b'd');
-                self.forward(frame, kind.clone());
-                if let (Some(ExpectKind::Sync), Some(e)) = (kind, self.expects.back_mut()) {
-                    e.after_copy_data = self.copy_data;
-                }
-            }
+            ExtMsg::Forward { frame, kind } => self.forward_unchanged(frame, kind),
             ExtMsg::Execute { frame, class } => {
                 self.copy_data = false;
                 self.out.extend_from_slice(frame);
@@ -373,15 +342,53 @@ impl Encoder<'_> {
                 stmt,
                 client_name,
                 after_name,
-            } => {
-                // The new text under the name the connection already has: the server analyses
-                // it first (its own errors come first, as PostgreSQL's would), then says 42P05.
-                self.ensure_prepared(stmt);
-                messages::parse(self.out, &stmt.server_name, after_name);
+            } => self.parse_duplicate(stmt, client_name, after_name),
+        }
+    }
+
+    /// A Parse of a named statement: sent under pgroute's name unless the connection has the
+    /// statement already, in which case pgroute answers ParseComplete itself.
+    fn parse_named(&mut self, client_name: &str, stmt: &Arc<Statement>) {
+        let mut e = if self.conn.prepared.contains(&stmt.id) {
+            if self.txn_may_have_failed && !ends_transaction(stmt) {
+                // Parsed again under a name closed at once: ParseComplete in a good
+                // transaction, 25P02 (and the rest discarded) in a failed one.
+                messages::parse(self.out, REPARSE_NAME, &stmt.after_name);
+                messages::with_statement_name(self.out, b'C', b"S", REPARSE_NAME, b"");
                 let mut e = Expect::new(ExpectKind::Parse);
-                e.rename = Some((stmt.server_name.clone(), client_name.clone()));
+                e.forget_client = Some((client_name.to_owned(), stmt.clone()));
                 self.expects.push_back(e);
+                self.expects.push_back(Expect::hidden(ExpectKind::Close));
+                return;
             }
+            Expect::synthetic(messages::empty(b'1'))
+        } else {
+            self.conn.prepared.insert(stmt.id);
+            messages::parse(self.out, &stmt.server_name, &stmt.after_name);
+            let mut e = Expect::new(ExpectKind::Parse);
+            e.forget_server = Some(stmt.id);
+            e
+        };
+        e.forget_client = Some((client_name.to_owned(), stmt.clone()));
+        self.expects.push_back(e);
+    }
+
+    /// The new text under the name the connection already has: the server analyses it first
+    /// (its own errors come first, as PostgreSQL's would), then says 42P05.
+    fn parse_duplicate(&mut self, stmt: &Statement, client_name: &str, after_name: &[u8]) {
+        self.ensure_prepared(stmt);
+        messages::parse(self.out, &stmt.server_name, after_name);
+        let mut e = Expect::new(ExpectKind::Parse);
+        e.rename = Some((stmt.server_name.clone(), client_name.to_owned()));
+        self.expects.push_back(e);
+    }
+
+    /// A message sent as the client wrote it; a Sync remembers whether COPY data preceded it.
+    fn forward_unchanged(&mut self, frame: &[u8], kind: &Option<ExpectKind>) {
+        self.copy_data |= frame.first() == Some(&b'd');
+        self.forward(frame, kind.clone());
+        if let (Some(ExpectKind::Sync), Some(e)) = (kind, self.expects.back_mut()) {
+            e.after_copy_data = self.copy_data;
         }
     }
 

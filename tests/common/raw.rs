@@ -60,6 +60,49 @@ pub struct RawConn {
     pub backend_pid: i32,
 }
 
+/// The client side of authentication during [`RawConn::connect_with`].
+struct Login<'a> {
+    user: &'a str,
+    password: &'a [u8],
+    scram: Option<ScramSha256>,
+}
+
+impl Login<'_> {
+    /// Writes the answer to an authentication request into `out`; any other message is an error.
+    fn answer(&mut self, msg: Message, out: &mut BytesMut) -> Result<(), String> {
+        match msg {
+            Message::AuthenticationCleartextPassword => {
+                frontend::password_message(self.password, out).map_err(|e| e.to_string())?
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let hash = postgres_protocol::authentication::md5_hash(
+                    self.user.as_bytes(),
+                    self.password,
+                    body.salt(),
+                );
+                frontend::password_message(hash.as_bytes(), out).map_err(|e| e.to_string())?;
+            }
+            Message::AuthenticationSasl(_) => {
+                let s = ScramSha256::new(self.password, ChannelBinding::unsupported());
+                frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), out)
+                    .map_err(|e| e.to_string())?;
+                self.scram = Some(s);
+            }
+            Message::AuthenticationSaslContinue(body) => {
+                let s = self.scram.as_mut().ok_or("SASL continue before start")?;
+                s.update(body.data()).map_err(|e| e.to_string())?;
+                frontend::sasl_response(s.message(), out).map_err(|e| e.to_string())?;
+            }
+            Message::AuthenticationSaslFinal(body) => {
+                let s = self.scram.as_mut().ok_or("SASL final before start")?;
+                s.finish(body.data()).map_err(|e| e.to_string())?;
+            }
+            _ => return Err("unexpected message during startup".into()),
+        }
+        Ok(())
+    }
+}
+
 impl RawConn {
     /// Starts up and authenticates (SCRAM, md5, cleartext or trust, as asked).
     pub async fn connect(
@@ -93,8 +136,11 @@ impl RawConn {
         let mut out = BytesMut::new();
         frontend::startup_message(params, &mut out).map_err(|e| e.to_string())?;
         conn.write(&out).await?;
-        let password = password.unwrap_or("").as_bytes();
-        let mut scram = None;
+        let mut login = Login {
+            user,
+            password: password.unwrap_or("").as_bytes(),
+            scram: None,
+        };
         loop {
             let mut out = BytesMut::new();
             match conn.next().await? {
@@ -102,39 +148,12 @@ impl RawConn {
                 Message::AuthenticationOk
                 | Message::ParameterStatus(_)
                 | Message::NoticeResponse(_) => {}
-                Message::AuthenticationCleartextPassword => {
-                    frontend::password_message(password, &mut out).map_err(|e| e.to_string())?
-                }
-                Message::AuthenticationMd5Password(body) => {
-                    let hash = postgres_protocol::authentication::md5_hash(
-                        user.as_bytes(),
-                        password,
-                        body.salt(),
-                    );
-                    frontend::password_message(hash.as_bytes(), &mut out)
-                        .map_err(|e| e.to_string())?;
-                }
-                Message::AuthenticationSasl(_) => {
-                    let s = ScramSha256::new(password, ChannelBinding::unsupported());
-                    frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
-                        .map_err(|e| e.to_string())?;
-                    scram = Some(s);
-                }
-                Message::AuthenticationSaslContinue(body) => {
-                    let s = scram.as_mut().ok_or("SASL continue before start")?;
-                    s.update(body.data()).map_err(|e| e.to_string())?;
-                    frontend::sasl_response(s.message(), &mut out).map_err(|e| e.to_string())?;
-                }
-                Message::AuthenticationSaslFinal(body) => {
-                    let s = scram.as_mut().ok_or("SASL final before start")?;
-                    s.finish(body.data()).map_err(|e| e.to_string())?;
-                }
                 Message::ErrorResponse(body) => {
                     let (code, message) = error_of(&body);
                     return Err(format!("{code}: {message}"));
                 }
                 Message::ReadyForQuery(_) => return Ok(conn),
-                _ => return Err("unexpected message during startup".into()),
+                other => login.answer(other, &mut out)?,
             }
             if !out.is_empty() {
                 conn.write(&out).await?;
