@@ -196,6 +196,50 @@ def pipeline_mode():
         eq("both pipelined inserts are read back", cur.fetchall(), [(200,), (201,)])
 
 
+def pipeline_with_an_error(direct, autocommit):
+    """Sync-terminated groups in one pipeline, one failing in executemany(returning=True):
+    what the driver raises and which rows exist afterwards."""
+    table = f"drv_py3_pipe_{'direct' if direct else 'proxied'}_{int(autocommit)}"
+    params = {"port": PRIMARY} if direct else {}
+    seen = []
+    with psycopg.connect(autocommit=True, connect_timeout=10, **params) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+    with psycopg.connect(autocommit=autocommit, connect_timeout=10, **params) as conn:
+        cur = conn.cursor()
+        try:
+            with conn.pipeline() as p:
+                cur.execute(f"INSERT INTO {table} VALUES (1, 'a')")
+                p.sync()
+                try:
+                    cur.executemany(f"INSERT INTO {table} VALUES (%s, %s) RETURNING id",
+                                    [(2, "b"), (1, "dup"), (3, "c")], returning=True)
+                    p.sync()
+                except psycopg.Error as e:
+                    seen.append(("executemany", type(e).__name__, e.sqlstate))
+                cur.execute(f"INSERT INTO {table} VALUES (4, 'd')")
+                p.sync()
+        except psycopg.Error as e:
+            seen.append(("pipeline", type(e).__name__, e.sqlstate))
+        if not autocommit:
+            conn.rollback()
+        seen.append(("rows", conn.execute(f"SELECT array_agg(id ORDER BY id) FROM {table}").fetchone()[0]))
+    return seen
+
+
+@section
+def pipeline_error_is_relayed_as_postgres_sends_it():
+    """psycopg's pipeline mode with an error in one group: PostgreSQL discards that group up to
+    its Sync; the driver sees the same errors and rows through pgroute as directly."""
+    for autocommit in (True, False):
+        try:
+            proxied = pipeline_with_an_error(False, autocommit)
+        except psycopg.Error as e:
+            proxied = [("session", type(e).__name__, e.sqlstate)]
+        eq(f"pipeline with an error (autocommit={autocommit}) as on the primary",
+           proxied, pipeline_with_an_error(True, autocommit))
+
+
 @section
 def transactions_run_on_the_primary():
     with connect() as conn, conn.cursor(binary=True) as cur:
