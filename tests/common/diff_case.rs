@@ -1,4 +1,4 @@
-//! The cases of the differential protocol test (tests/differential.rs): a frontend message
+//! The cases of the differential protocol test (tests/differential/): a frontend message
 //! sequence as data, its wire bytes, and a line-per-step text form for regression files.
 //!
 //! SQL and COPY text may contain `{t}`, replaced at send time by the table of the side that
@@ -273,54 +273,58 @@ impl std::str::FromStr for Step {
         } else {
             Vec::new()
         };
-        let at = |i: usize| -> Result<&str, String> {
-            f.get(i)
-                .copied()
-                .ok_or_else(|| format!("{line:?}: field {i} missing"))
-        };
-        let num = |i: usize| -> Result<i64, String> {
-            at(i)?.parse().map_err(|e| format!("{line:?}: {e}"))
-        };
-        Ok(match head {
-            "Query" => Step::Query(unesc(at(0)?)),
-            "Parse" => Step::Parse {
-                name: unesc(at(0)?),
-                sql: unesc(at(1)?),
-            },
-            "Bind" => Step::Bind {
-                portal: unesc(at(0)?),
-                stmt: unesc(at(1)?),
-                params: f.iter().skip(2).map(|s| unopt(s)).collect(),
-            },
-            "Describe" => Step::Describe {
-                kind: kind_of(at(0)?)?,
-                name: unesc(at(1)?),
-            },
-            "Execute" => Step::Execute {
-                portal: unesc(at(0)?),
-                max_rows: num(1)? as i32,
-            },
-            "Close" => Step::Close {
-                kind: kind_of(at(0)?)?,
-                name: unesc(at(1)?),
-            },
-            "Sync" => Step::Sync,
-            "Flush" => Step::Flush,
-            "CopyData" => Step::CopyData(unesc(at(0)?)),
-            "CopyDone" => Step::CopyDone,
-            "CopyFail" => Step::CopyFail(unesc(at(0)?)),
-            "FunctionCall" => Step::FunctionCall {
-                oid: num(0)? as u32,
-                args: f.iter().skip(1).map(|s| unopt(s)).collect(),
-            },
-            "Terminate" => Step::Terminate,
-            "Await" => Step::Await(*at(0)?.as_bytes().first().ok_or("empty Await")?),
-            "Sleep" => Step::Sleep(num(0)? as u64),
-            "Vanish" => Step::Vanish,
-            "RawStartup" => Step::RawStartup(unhex(at(0)?)?),
-            other => return Err(format!("unknown step {other:?}")),
-        })
+        from_fields(line, head, &f)
     }
+}
+
+/// The step named `head` with fields `f` (the tab-separated rest of `line`).
+fn from_fields(line: &str, head: &str, f: &[&str]) -> Result<Step, String> {
+    let at = |i: usize| -> Result<&str, String> {
+        f.get(i)
+            .copied()
+            .ok_or_else(|| format!("{line:?}: field {i} missing"))
+    };
+    let num =
+        |i: usize| -> Result<i64, String> { at(i)?.parse().map_err(|e| format!("{line:?}: {e}")) };
+    Ok(match head {
+        "Query" => Step::Query(unesc(at(0)?)),
+        "Parse" => Step::Parse {
+            name: unesc(at(0)?),
+            sql: unesc(at(1)?),
+        },
+        "Bind" => Step::Bind {
+            portal: unesc(at(0)?),
+            stmt: unesc(at(1)?),
+            params: f.iter().skip(2).map(|s| unopt(s)).collect(),
+        },
+        "Describe" => Step::Describe {
+            kind: kind_of(at(0)?)?,
+            name: unesc(at(1)?),
+        },
+        "Execute" => Step::Execute {
+            portal: unesc(at(0)?),
+            max_rows: num(1)? as i32,
+        },
+        "Close" => Step::Close {
+            kind: kind_of(at(0)?)?,
+            name: unesc(at(1)?),
+        },
+        "Sync" => Step::Sync,
+        "Flush" => Step::Flush,
+        "CopyData" => Step::CopyData(unesc(at(0)?)),
+        "CopyDone" => Step::CopyDone,
+        "CopyFail" => Step::CopyFail(unesc(at(0)?)),
+        "FunctionCall" => Step::FunctionCall {
+            oid: num(0)? as u32,
+            args: f.iter().skip(1).map(|s| unopt(s)).collect(),
+        },
+        "Terminate" => Step::Terminate,
+        "Await" => Step::Await(*at(0)?.as_bytes().first().ok_or("empty Await")?),
+        "Sleep" => Step::Sleep(num(0)? as u64),
+        "Vanish" => Step::Vanish,
+        "RawStartup" => Step::RawStartup(unhex(at(0)?)?),
+        other => return Err(format!("unknown step {other:?}")),
+    })
 }
 
 /// A generated (or replayed) sequence and where it came from.

@@ -227,18 +227,7 @@ impl Wire {
                 let cells: Vec<String> = (0..n).map(|_| cell(&mut b, |s| self.clean(s))).collect();
                 format!("D [{}]", cells.join(", "))
             }
-            b'T' => {
-                let n = b.i16();
-                let cols: Vec<String> = (0..n)
-                    .map(|_| {
-                        let name = b.cstr();
-                        let (_table, attnum, ty) = (b.i32(), b.i16(), b.i32());
-                        let (_len, typmod, format) = (b.i16(), b.i32(), b.i16());
-                        format!("{name}:{ty}/{attnum}/{typmod}/{format}")
-                    })
-                    .collect();
-                format!("T [{}]", cols.join(", "))
-            }
+            b'T' => row_description(&mut b),
             b'E' | b'N' => {
                 let severity = field(&f.body, b'V').or_else(|| field(&f.body, b'S'));
                 let code = field(&f.body, b'C').unwrap_or_default();
@@ -248,12 +237,7 @@ impl Wire {
                 let _pid = b.i32();
                 format!("A {} {}", self.clean(&b.cstr()), self.clean(&b.cstr()))
             }
-            b'G' | b'H' | b'W' => {
-                let format = b.u8();
-                let n = b.i16();
-                let cols: Vec<String> = (0..n).map(|_| b.i16().to_string()).collect();
-                format!("{tag} {format} [{}]", cols.join(","))
-            }
+            b'G' | b'H' | b'W' => copy_response(tag, &mut b),
             b'd' => format!("d {:?}", self.clean(&String::from_utf8_lossy(&f.body))),
             b'V' => format!("V {}", cell(&mut b, |s| self.clean(s))),
             b't' => {
@@ -272,6 +256,29 @@ impl Wire {
             _ => format!("? {tag:?} {} bytes", f.body.len()),
         })
     }
+}
+
+/// The compared form of a RowDescription: each column's name, type, attribute number, type
+/// modifier and format (not the table oid, which differs between the sides, nor the length).
+fn row_description(b: &mut Reader<'_>) -> String {
+    let n = b.i16();
+    let cols: Vec<String> = (0..n)
+        .map(|_| {
+            let name = b.cstr();
+            let (_table, attnum, ty) = (b.i32(), b.i16(), b.i32());
+            let (_len, typmod, format) = (b.i16(), b.i32(), b.i16());
+            format!("{name}:{ty}/{attnum}/{typmod}/{format}")
+        })
+        .collect();
+    format!("T [{}]", cols.join(", "))
+}
+
+/// The compared form of a CopyInResponse, CopyOutResponse or CopyBothResponse.
+fn copy_response(tag: char, b: &mut Reader<'_>) -> String {
+    let format = b.u8();
+    let n = b.i16();
+    let cols: Vec<String> = (0..n).map(|_| b.i16().to_string()).collect();
+    format!("{tag} {format} [{}]", cols.join(","))
 }
 
 fn msg(key: String, note: &str) -> Event {
@@ -475,7 +482,6 @@ async fn startup(w: &mut Wire) -> Result<i32, String> {
     ];
     frontend::startup_message(params, &mut out).map_err(|e| e.to_string())?;
     w.write(&out).await;
-    let password = side.password.as_bytes();
     let mut scram = None;
     let mut pid = 0;
     loop {
@@ -483,40 +489,14 @@ async fn startup(w: &mut Wire) -> Result<i32, String> {
         let mut out = BytesMut::new();
         let mut b = Reader(&f.body[..]);
         match (f.tag, b.i32()) {
-            (b'R', 0) | (b'N', _) => {}
+            (b'N', _) => {}
             (b'K', p) => pid = p,
             (b'S', _) => {
                 let mut b = Reader(&f.body[..]);
                 let (name, value) = (b.cstr(), b.cstr());
                 w.params.insert(name, value);
             }
-            (b'R', 3) => {
-                frontend::password_message(password, &mut out).map_err(|e| e.to_string())?
-            }
-            (b'R', 5) => {
-                let salt: [u8; 4] = b.take(4).try_into().map_err(|_| "short md5 salt")?;
-                let hash = postgres_protocol::authentication::md5_hash(
-                    side.user.as_bytes(),
-                    password,
-                    salt,
-                );
-                frontend::password_message(hash.as_bytes(), &mut out).map_err(|e| e.to_string())?;
-            }
-            (b'R', 10) => {
-                let s = ScramSha256::new(password, ChannelBinding::unsupported());
-                frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
-                    .map_err(|e| e.to_string())?;
-                scram = Some(s);
-            }
-            (b'R', 11) => {
-                let s = scram.as_mut().ok_or("SASL continue before start")?;
-                s.update(b.0).map_err(|e| e.to_string())?;
-                frontend::sasl_response(s.message(), &mut out).map_err(|e| e.to_string())?;
-            }
-            (b'R', 12) => {
-                let s = scram.as_mut().ok_or("SASL final before start")?;
-                s.finish(b.0).map_err(|e| e.to_string())?;
-            }
+            (b'R', request) => authenticate(&side, request, b, &mut scram, &mut out)?,
             (b'E', _) => {
                 let code = field(&f.body, b'C').unwrap_or_default();
                 let m = field(&f.body, b'M').unwrap_or_default();
@@ -529,6 +509,54 @@ async fn startup(w: &mut Wire) -> Result<i32, String> {
             w.write(&out).await;
         }
     }
+    prelude(w, &side).await?;
+    Ok(pid)
+}
+
+/// Puts into `out` the client's answer to authentication request `request` (SCRAM-SHA-256,
+/// md5 or cleartext; nothing for AuthenticationOk and SASLFinal); `data` follows the request
+/// code.
+fn authenticate(
+    side: &Side,
+    request: i32,
+    mut data: Reader<'_>,
+    scram: &mut Option<ScramSha256>,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    let password = side.password.as_bytes();
+    match request {
+        0 => {}
+        3 => frontend::password_message(password, out).map_err(|e| e.to_string())?,
+        5 => {
+            let salt: [u8; 4] = data.take(4).try_into().map_err(|_| "short md5 salt")?;
+            let hash =
+                postgres_protocol::authentication::md5_hash(side.user.as_bytes(), password, salt);
+            frontend::password_message(hash.as_bytes(), out).map_err(|e| e.to_string())?;
+        }
+        10 => {
+            let s = ScramSha256::new(password, ChannelBinding::unsupported());
+            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), out)
+                .map_err(|e| e.to_string())?;
+            *scram = Some(s);
+        }
+        11 => {
+            let s = scram.as_mut().ok_or("SASL continue before start")?;
+            s.update(data.0).map_err(|e| e.to_string())?;
+            frontend::sasl_response(s.message(), out).map_err(|e| e.to_string())?;
+        }
+        12 => {
+            let s = scram.as_mut().ok_or("SASL final before start")?;
+            s.finish(data.0).map_err(|e| e.to_string())?;
+        }
+        // Worded as `startup` words any other unexpected message.
+        _ => return Err("unexpected 'R' during startup".into()),
+    }
+    Ok(())
+}
+
+/// Sends the side's prelude statements, each waiting for its ReadyForQuery (not recorded by
+/// the caller, which clears the events after startup).
+async fn prelude(w: &mut Wire, side: &Side) -> Result<(), String> {
     for sql in &side.prelude {
         let mut out = BytesMut::new();
         Step::Query(sql.clone()).render(&side.table, &mut out);
@@ -537,5 +565,5 @@ async fn startup(w: &mut Wire) -> Result<i32, String> {
             return Err(format!("prelude {sql:?}: no ReadyForQuery"));
         }
     }
-    Ok(pid)
+    Ok(())
 }
