@@ -13,7 +13,9 @@ impl Session {
     /// - CopyData, and Flush/Sync, which "the backend will ignore … during copy-in mode";
     /// - CopyDone/CopyFail, which end the COPY;
     /// - anything else, which makes the server fail the COPY ("unexpected message type … during
-    ///   COPY from stdin") and is consumed by that error: it gets no reply of its own.
+    ///   COPY from stdin", then FATAL: the session ends) — unless the COPY has already failed
+    ///   on the server (bad data), which then answers the message as any other: it is expected
+    ///   as such.
     pub(super) fn forward_during_copy(&mut self, frame: BytesMut, to_server: &mut BytesMut) {
         let Some(h) = self.held.as_mut() else {
             return;
@@ -29,7 +31,18 @@ impl Session {
                     .push_back(Expect::hidden(ExpectKind::CopyEnd));
                 self.state.on_copy_end();
             }
-            _ => self.state.on_copy_end(),
+            t => {
+                let kind = match t {
+                    b'P' => ExpectKind::Parse,
+                    b'B' => ExpectKind::Bind,
+                    b'D' => ExpectKind::Describe,
+                    b'E' => ExpectKind::Execute,
+                    b'C' => ExpectKind::Close,
+                    _ => ExpectKind::Query,
+                };
+                h.relay.expects.push_back(Expect::new(kind));
+                self.state.on_copy_end();
+            }
         }
     }
 

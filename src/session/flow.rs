@@ -44,7 +44,7 @@ impl Session {
                 closing.get_or_insert_with(|| Instant::now() + CLOSING_GRACE);
             }
             if let Some(deadline) = closing {
-                let pending = self.held.as_ref().is_some_and(|h| !h.relay.is_idle());
+                let pending = self.held.as_ref().is_some_and(|h| h.relay.awaits_replies());
                 if !pending || self.state.copy != Copy::None || Instant::now() >= deadline {
                     return Ok(());
                 }

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 
 mod expect;
@@ -69,6 +71,13 @@ impl Relay {
 
     pub fn is_idle(&self) -> bool {
         self.expects.is_empty()
+    }
+
+    /// Will the server still answer anything? Not while it discards messages up to a Sync
+    /// that was never sent (the client said Terminate behind them).
+    pub fn awaits_replies(&self) -> bool {
+        !self.expects.is_empty()
+            && !(self.discarding && !self.expects.iter().any(|e| e.kind == ExpectKind::Sync))
     }
 
     /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
@@ -392,6 +401,19 @@ impl Relay {
                 break;
             }
             if let Some(e) = self.expects.pop_front() {
+                if let Some((name, stmt)) = &e.forget_client {
+                    // A Close of the statement this Parse would have made, skipped as well,
+                    // leaves nothing to restore: the statement never existed.
+                    for later in self.expects.iter_mut() {
+                        if later
+                            .restore
+                            .as_ref()
+                            .is_some_and(|(n, s)| n == name && Arc::ptr_eq(s, stmt))
+                        {
+                            later.restore = None;
+                        }
+                    }
+                }
                 if e.forget_client.is_some() || e.forget_server.is_some() {
                     events.push(Event::Forget {
                         client: e.forget_client,

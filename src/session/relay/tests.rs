@@ -18,7 +18,12 @@ fn run(relay: &mut Relay, frames: &[Vec<u8>]) -> (Vec<u8>, Vec<Event>) {
     let mut out = BytesMut::new();
     let mut events = Vec::new();
     relay
-        .process(Frames::new(&mut buf), &mut out, &mut events, &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut out,
+            &mut events,
+            &mut Reported::default(),
+        )
         .unwrap();
     (out.to_vec(), events)
 }
@@ -95,7 +100,12 @@ fn a_retryable_reads_prelude_waits_for_its_first_result() {
     let mut buf = BytesMut::from(&[frame(b'2', b""), frame(b'N', b"x\0")].concat()[..]);
     let mut out = BytesMut::new();
     let replied = relay
-        .process(Frames::new(&mut buf), &mut out, &mut Vec::new(), &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut out,
+            &mut Vec::new(),
+            &mut Reported::default(),
+        )
         .unwrap();
     assert!(!replied);
     assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
@@ -103,7 +113,12 @@ fn a_retryable_reads_prelude_waits_for_its_first_result() {
     let mut buf = BytesMut::from(&[frame(b'D', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
     out.clear();
     let replied = relay
-        .process(Frames::new(&mut buf), &mut out, &mut Vec::new(), &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut out,
+            &mut Vec::new(),
+            &mut Reported::default(),
+        )
         .unwrap();
     assert!(replied);
     let want = [
@@ -124,7 +139,12 @@ fn a_read_missing_only_its_ready_for_query_is_recognised() {
     assert!(!relay.only_ready_missing());
     let mut buf = BytesMut::from(&[frame(b'T', b"\0\0"), frame(b'C', b"SELECT 1\0")].concat()[..]);
     relay
-        .process(Frames::new(&mut buf), &mut BytesMut::new(), &mut Vec::new(), &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut BytesMut::new(),
+            &mut Vec::new(),
+            &mut Reported::default(),
+        )
         .unwrap();
     assert!(relay.only_ready_missing());
     // Two statements, one result so far: the second is still to come.
@@ -134,7 +154,12 @@ fn a_read_missing_only_its_ready_for_query_is_recognised() {
     relay.expects.push_back(q);
     let mut buf = BytesMut::from(&frame(b'C', b"SELECT 1\0")[..]);
     relay
-        .process(Frames::new(&mut buf), &mut BytesMut::new(), &mut Vec::new(), &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut BytesMut::new(),
+            &mut Vec::new(),
+            &mut Reported::default(),
+        )
         .unwrap();
     assert!(!relay.only_ready_missing());
 }
@@ -176,7 +201,12 @@ fn notices_pass_anywhere_and_an_unexpected_ready_is_an_error() {
     let mut buf = BytesMut::from(&[frame(b'N', b"x\0"), frame(b'Z', b"I")].concat()[..]);
     let mut out = BytesMut::new();
     assert!(relay
-        .process(Frames::new(&mut buf), &mut out, &mut Vec::new(), &mut Reported::default())
+        .process(
+            Frames::new(&mut buf),
+            &mut out,
+            &mut Vec::new(),
+            &mut Reported::default()
+        )
         .is_err());
     assert_eq!(&out[..], &frame(b'N', b"x\0")[..]);
 }
@@ -311,7 +341,12 @@ fn a_fatal_error_before_a_retryable_reads_reply_allows_the_retry() {
     let fatal = frame(b'E', b"SFATAL\0VFATAL\0C57P01\0\0");
     let mut buf = BytesMut::from(&fatal[..]);
     let mut out = BytesMut::new();
-    let r = relay.process(Frames::new(&mut buf), &mut out, &mut Vec::new(), &mut Reported::default());
+    let r = relay.process(
+        Frames::new(&mut buf),
+        &mut out,
+        &mut Vec::new(),
+        &mut Reported::default(),
+    );
     assert!(matches!(r, Err(RelayError::FatalBeforeReply)));
     assert!(out.is_empty());
 }
