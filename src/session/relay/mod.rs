@@ -77,7 +77,7 @@ impl Relay {
     /// that was never sent (the client said Terminate behind them).
     pub fn awaits_replies(&self) -> bool {
         !self.expects.is_empty()
-            && !(self.discarding && !self.expects.iter().any(|e| e.kind == ExpectKind::Sync))
+            && (!self.discarding || self.expects.iter().any(|e| e.kind == ExpectKind::Sync))
     }
 
     /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
