@@ -32,6 +32,17 @@ enum Input {
 }
 
 impl Session {
+    /// After Terminate (or the client's close): has everything due reached the client, or is
+    /// the grace over? Replies pgroute gives itself (no server reply to wait for) are due now.
+    async fn closed(&mut self, deadline: Instant) -> Result<bool, Error> {
+        if let Some(h) = self.held.as_mut() {
+            h.relay.settle(self.client.out());
+            self.flush_client().await?;
+        }
+        let pending = self.held.as_ref().is_some_and(|h| h.relay.awaits_replies());
+        Ok(!pending || self.state.copy != Copy::None || Instant::now() >= deadline)
+    }
+
     pub(super) async fn run(&mut self) -> Result<(), Error> {
         // Set once the client has said Terminate or closed its side: the replies to what it
         // sent before are still relayed (PostgreSQL answers every message it read), up to this
@@ -44,8 +55,7 @@ impl Session {
                 closing.get_or_insert_with(|| Instant::now() + CLOSING_GRACE);
             }
             if let Some(deadline) = closing {
-                let pending = self.held.as_ref().is_some_and(|h| h.relay.awaits_replies());
-                if !pending || self.state.copy != Copy::None || Instant::now() >= deadline {
+                if self.closed(deadline).await? {
                     return Ok(());
                 }
             }

@@ -73,6 +73,11 @@ impl Relay {
         self.expects.is_empty()
     }
 
+    /// Sends the synthetic replies now due (those whose turn has come without a server reply).
+    pub fn settle(&mut self, out: &mut BytesMut) {
+        self.settle_front(out, None);
+    }
+
     /// Will the server still answer anything? Not while it discards messages up to a Sync
     /// that was never sent (the client said Terminate behind them).
     pub fn awaits_replies(&self) -> bool {
