@@ -8,7 +8,7 @@
 //! How to run:
 //!
 //! ```text
-//! # CI mode: regression cases, then 100 cases of a fixed seed and 100 of a clock seed
+//! # CI mode: regression cases, then 80 cases of a fixed seed and 80 of a clock seed
 //! cargo test --release --test differential -- --test-threads=2
 //! # Long local mode: one seed, many cases (the seed of a failure is printed)
 //! PGROUTE_DIFF_SEED=12345 PGROUTE_DIFF_CASES=5000 cargo test --release --test differential
