@@ -469,11 +469,12 @@ impl Session {
         to_server: &mut BytesMut,
     ) {
         let mut relay = std::mem::take(&mut self.spare_relay).reset();
-        if let Some(sql) = params::sync_sql(&self.params, &conn.session_params) {
-            messages::query(to_server, &sql);
-            relay.expects.push_back(Expect::hidden(ExpectKind::Query));
-            conn.session_params = self.params.clone();
-        }
+        super::replies::replay_params(
+            &self.params,
+            &mut conn.session_params,
+            &mut relay,
+            to_server,
+        );
         self.cancel.set_target(Some(cancel::Target {
             addr: conn.node().addr.clone(),
             pid: conn.backend_pid,

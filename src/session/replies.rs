@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use super::dispatch::Retry;
 use super::local;
 use super::params;
-use super::relay::{Event, Expect, ExpectKind, RelayError};
+use super::relay::{Event, Expect, ExpectKind, Relay, RelayError};
 use super::state::{Copy, TxnStatus};
 use super::Session;
 use crate::backend::BackendError;
@@ -78,11 +78,12 @@ impl Session {
         {
             return;
         }
-        if let Some(sql) = params::sync_sql(&self.params, &h.conn.session_params) {
-            messages::query(to_server, &sql);
-            h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
-            h.conn.session_params = self.params.clone();
-        }
+        replay_params(
+            &self.params,
+            &mut h.conn.session_params,
+            &mut h.relay,
+            to_server,
+        );
         if self.state.txn != TxnStatus::Idle {
             return;
         }
@@ -317,5 +318,20 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Brings a server connection's session parameters (`have`) to the client's (`want`), with a
+/// hidden Query, when they differ.
+pub(super) fn replay_params(
+    want: &params::Params,
+    have: &mut params::Params,
+    relay: &mut Relay,
+    to_server: &mut BytesMut,
+) {
+    if let Some(sql) = params::sync_sql(want, have) {
+        messages::query(to_server, &sql);
+        relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+        *have = want.clone();
     }
 }

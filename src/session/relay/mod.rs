@@ -336,13 +336,12 @@ impl Relay {
     /// capture) fail quietly; a Parse it injected fails for the client's Bind, which must see
     /// why; an error naming pgroute's statement names the client's.
     fn relay_error(&mut self, frame: &[u8], out: &mut BytesMut, events: &mut Vec<Event>) {
+        if self.expects.front().is_some_and(|f| f.quiet) {
+            self.flush_quiet(out);
+        }
         let Some(front) = self.expects.front() else {
             return;
         };
-        if front.quiet && !self.unflushed.is_empty() {
-            out.extend_from_slice(&self.unflushed);
-            self.unflushed.clear();
-        }
         if let Some((ours, theirs)) = &front.rename {
             out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
         } else if front.visible || front.kind == ExpectKind::Parse {
