@@ -264,13 +264,15 @@ impl Session {
 
     /// One of pgroute's Parses is still unanswered on the held connection: if it fails (an
     /// earlier error in its batch discards it), the statement is not there, so a batch that may
-    /// use it waits until that is known.
+    /// use it waits until that is known. Not while the server discards everything sent so far
+    /// up to a Sync not yet sent: nothing will come until this batch's Sync.
     fn parse_in_flight(&self) -> bool {
         self.held.as_ref().is_some_and(|h| {
-            h.relay
-                .expects
-                .iter()
-                .any(|e| e.kind == ExpectKind::Parse && e.forget_server.is_some())
+            h.relay.awaits_replies()
+                && h.relay
+                    .expects
+                    .iter()
+                    .any(|e| e.kind == ExpectKind::Parse && e.forget_server.is_some())
         })
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::relay::{Expect, ExpectKind};
+use super::relay::{Expect, ExpectKind, UnnamedChange};
 use super::statements::Statement;
 use super::Session;
 use crate::backend::ServerConn;
@@ -58,6 +58,9 @@ pub enum ExtMsg {
     },
     ParseUnnamed {
         frame: BytesMut,
+        /// The unnamed statement this Parse replaces: the session's again if the server
+        /// discards this Parse (an earlier error in its sequence).
+        replaces: Option<Unnamed>,
     },
     Bind {
         frame: BytesMut,
@@ -196,12 +199,12 @@ impl Session {
             let hints = query.map(parse_hints).unwrap_or_default();
             self.batch.note(&class);
             self.batch.add_hints(&hints);
-            self.unnamed = Some(Unnamed {
+            let replaces = self.unnamed.replace(Unnamed {
                 after_name,
                 class,
                 hints,
             });
-            return Ok(ExtMsg::ParseUnnamed { frame });
+            return Ok(ExtMsg::ParseUnnamed { frame, replaces });
         }
         if let Some(stmt) = self.statements.get(&name) {
             return Ok(ExtMsg::ParseDuplicate {
@@ -308,9 +311,15 @@ impl Encoder<'_> {
     pub fn encode(&mut self, msg: &ExtMsg) {
         match msg {
             ExtMsg::ParseNamed { client_name, stmt } => self.parse_named(client_name, stmt),
-            ExtMsg::ParseUnnamed { frame } => {
+            ExtMsg::ParseUnnamed { frame, replaces } => {
+                self.out.extend_from_slice(frame);
+                let mut e = Expect::new(ExpectKind::Parse);
+                e.unnamed = Some(UnnamedChange {
+                    replaces: replaces.clone(),
+                    was_on_conn: self.unnamed_on_conn,
+                });
+                self.expects.push_back(e);
                 self.unnamed_on_conn = true;
-                self.forward(frame, Some(ExpectKind::Parse));
             }
             ExtMsg::Bind { frame, stmt } => {
                 let mut e = Expect::new(ExpectKind::Bind);

@@ -1,7 +1,7 @@
 //! Statements pgroute answers itself: `SET`/`RESET`/`SHOW` of its own `pgroute.*` settings
 //! (the read-your-writes token and staleness budget), sent as simple queries.
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 
 use super::extended::{ExtMsg, StmtRef};
 use super::params::is_pgroute;
@@ -50,19 +50,24 @@ impl Session {
 
 /// Replies to a statement [`answers`] or [`Session::deallocates_own`] accepted.
 pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
+    let mut out = std::mem::take(session.client.out());
+    reply(session, sql, class, &mut out);
+    messages::ready_for_query(&mut out, session.state.txn.byte());
+    *session.client.out() = out;
+}
+
+/// What [`answer`] replies, without its ReadyForQuery, applying what the statement sets.
+pub fn reply(session: &mut Session, sql: &str, class: &Classification, out: &mut BytesMut) {
     if let Some(name) = class.deallocate.as_deref() {
         session.statements.remove(name);
-        messages::command_complete(session.client.out(), "DEALLOCATE");
-        messages::ready_for_query(session.client.out(), session.state.txn.byte());
+        messages::command_complete(out, "DEALLOCATE");
         return;
     }
     if show_target(sql).is_some_and(|n| n.eq_ignore_ascii_case("pgroute.nodes")) {
-        return answer_nodes(session);
+        return reply_nodes(session, out);
     }
-    let shown = show_target(sql).map(|name| (name, session.show_value(name)));
-    let out = session.client.out();
-    if let Some((name, value)) = shown {
-        match value {
+    if let Some(name) = show_target(sql) {
+        match session.show_value(name) {
             Some(value) => {
                 row_description(out, &[name]);
                 data_row(out, &[&value]);
@@ -70,44 +75,39 @@ pub fn answer(session: &mut Session, sql: &str, class: &Classification) {
             }
             None => Error::UnknownSetting(name.to_owned()).write_response(out),
         }
-    } else {
-        for change in &class.params {
-            let result = match change {
-                ParamChange::Set { name, value } => session.ryw.set(name, value),
-                ParamChange::Reset { name } => {
-                    session.ryw.reset(name);
-                    Ok(())
-                }
-                ParamChange::ResetAll => Ok(()),
-            };
-            if let Err(e) = result {
-                Error::from(e).write_response(out);
-                break;
-            }
-            messages::command_complete(
-                out,
-                if matches!(change, ParamChange::Reset { .. }) {
-                    "RESET"
-                } else {
-                    "SET"
-                },
-            );
-        }
+        return;
     }
-    messages::ready_for_query(out, session.state.txn.byte());
+    for change in &class.params {
+        let result = match change {
+            ParamChange::Set { name, value } => session.ryw.set(name, value),
+            ParamChange::Reset { name } => {
+                session.ryw.reset(name);
+                Ok(())
+            }
+            ParamChange::ResetAll => Ok(()),
+        };
+        if let Err(e) = result {
+            Error::from(e).write_response(out);
+            break;
+        }
+        let tag = if matches!(change, ParamChange::Reset { .. }) {
+            "RESET"
+        } else {
+            "SET"
+        };
+        messages::command_complete(out, tag);
+    }
 }
 
 /// `SHOW pgroute.nodes`: one row per node.
-fn answer_nodes(session: &mut Session) {
+fn reply_nodes(session: &mut Session, out: &mut BytesMut) {
     let rows = node_rows(session);
-    let out = session.client.out();
     row_description(out, &NODE_COLUMNS);
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         data_row(out, &cells);
     }
     messages::command_complete(out, &format!("SELECT {}", rows.len()));
-    messages::ready_for_query(out, session.state.txn.byte());
 }
 
 /// `SHOW pgroute.last_route`: the node the session's last unit went to and the router's reason
@@ -175,7 +175,7 @@ impl Session {
     fn local_show(msg: &ExtMsg) -> Option<Option<String>> {
         match msg {
             ExtMsg::ParseNamed { stmt, .. } => show_of(&stmt.after_name).map(Some),
-            ExtMsg::ParseUnnamed { frame } => {
+            ExtMsg::ParseUnnamed { frame, .. } => {
                 let mut body = Body::of_frame(frame);
                 body.cstr("Parse").ok()?;
                 show_of(body.rest()).map(Some)

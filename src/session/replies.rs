@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::dispatch::Retry;
+use super::extended::{ExtMsg, StmtRef};
 use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, Relay, RelayError};
@@ -158,6 +159,7 @@ impl Session {
             Event::Restore(name, stmt) => {
                 self.statements.insert(name, stmt);
             }
+            Event::Unnamed(unnamed, on_conn) => self.on_unnamed(unnamed, on_conn),
             Event::CopyIn { extended } => self.state.on_copy_in(extended),
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
             Event::CopyInEnded => self.state.on_copy_end(),
@@ -193,6 +195,36 @@ impl Session {
         if self.state.on_pins(class.pin, class.releases) {
             tracing::debug!(pin = ?class.pin, pins = ?self.state.pins, "session pinning changed");
         }
+    }
+
+    /// The session's unnamed statement is `unnamed` after all (see [`Event::Unnamed`]), unless
+    /// a Parse of it still waits to be sent: that one replaces this instead.
+    fn on_unnamed(&mut self, unnamed: Option<super::extended::Unnamed>, on_conn: bool) {
+        let query_in_flight = self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.relay.expects.iter().any(|e| e.kind == ExpectKind::Query));
+        if query_in_flight {
+            // A simple Query sent since destroys the unnamed statement anyway.
+            return;
+        }
+        self.unnamed_on_held = on_conn;
+        // Messages not sent yet that refer to the unnamed statement took it as it was then.
+        for msg in self.batch.msgs.iter_mut() {
+            match msg {
+                ExtMsg::ParseUnnamed { replaces, .. } => {
+                    *replaces = unnamed;
+                    return;
+                }
+                ExtMsg::Bind { stmt, .. } | ExtMsg::DescribeStmt { stmt, .. } => {
+                    if let StmtRef::Unnamed(u) = stmt {
+                        u.clone_from(&unnamed);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.unnamed = unnamed;
     }
 
     /// Session parameters as the server reports them after a transaction that changed some.

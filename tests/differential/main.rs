@@ -69,14 +69,10 @@ const KNOWN_DIFFERENT: &[&str] = &[
     // together and a Parse waiting on a skipped Close, are fixed, with regression cases);
     // kept listed until long runs stay clean.
     "pipelined_groups",
-    // Rare (about 1 case in 90): an extended COPY whose Parse is sent twice and whose Sync
-    // comes before the CopyData leaves a later Sync unanswered.
+    // About 1 case in 125 (PGROUTE_DIFF_SEED=9001, 1000 cases: 8): a named statement whose
+    // Parse the server discards (an earlier error in its group) is still used by messages
+    // pgroute read before that error came back (e.g. case #196 of that seed).
     "reordered",
-    // Racy (about 1 case in 100): a `SHOW`/`SET pgroute.*` that reaches pgroute while it still
-    // sees the server in COPY IN goes to the server (PostgreSQL would fail that COPY); if the
-    // server's COPY had already failed on bad data, the client gets the server's 42704 where
-    // pgroute would have answered the statement itself.
-    "pseudo_copy",
 ];
 
 const DEFAULT_SEED: u64 = 0x5EED_0009;

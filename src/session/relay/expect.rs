@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::backend::view::Lsn;
 use crate::classify::Classification;
 use crate::protocol::tag;
+use crate::session::extended::Unnamed;
 use crate::session::statements::Statement;
 
 /// What one frontend message will be answered with.
@@ -71,6 +72,23 @@ pub struct Expect {
     /// The client sent Terminate without Sync: the server would flush its replies only with
     /// an error or notice (which PostgreSQL flushes at once, with what came before them).
     pub quiet: bool,
+    /// pgroute answers this Query itself with these replies (its own statement, sent during
+    /// COPY IN as an empty query that fails the COPY like the original would): the server's
+    /// reply is swallowed up to its ReadyForQuery, which these bytes precede.
+    pub replace: Option<Bytes>,
+    /// A Parse of the unnamed statement: what the session's unnamed statement is if it fails
+    /// or is discarded.
+    pub unnamed: Option<UnnamedChange>,
+}
+
+/// The unnamed statement a Parse of the unnamed statement replaces. PostgreSQL drops the old
+/// one when it runs the Parse (so a Parse that fails leaves none); a Parse it discards after an
+/// earlier error leaves the old one in place.
+#[derive(Debug, Clone)]
+pub struct UnnamedChange {
+    pub replaces: Option<Unnamed>,
+    /// The connection had the session's unnamed statement before this Parse.
+    pub was_on_conn: bool,
 }
 
 impl Expect {
@@ -88,6 +106,8 @@ impl Expect {
             after_copy_data: false,
             optional: false,
             quiet: false,
+            replace: None,
+            unnamed: None,
         }
     }
 
@@ -147,6 +167,9 @@ pub enum Event {
     },
     /// A Close the server skipped after an error: the statement still exists.
     Restore(String, Arc<Statement>),
+    /// The session's unnamed statement is this one after all, and the connection has it (or
+    /// not): a Parse of the unnamed statement failed (None, true) or was discarded.
+    Unnamed(Option<Unnamed>, bool),
     /// The server entered COPY IN: client CopyData goes straight to it. `extended`: the COPY
     /// was started by an Execute, whose Sync the server ignored, so the connection belongs to
     /// this client until it sends the Sync that follows CopyDone/CopyFail (after an error the

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 mod expect;
 
-pub use expect::{Event, Expect, ExpectKind};
+pub use expect::{Event, Expect, ExpectKind, UnnamedChange};
 
 use super::reported::Reported;
 use crate::protocol::{messages, tag, FrameError, Frames};
@@ -206,12 +206,15 @@ impl Relay {
         events.push(Event::CopyInEnded);
     }
 
-    /// Index of the CopyEnd marker of the COPY at the front (or the end of the queue).
+    /// Where the messages sent during the COPY at the front end: at its CopyEnd marker, or at
+    /// the first message other than Sync (which ends the COPY: it fails it, or the COPY had
+    /// already failed and the server reads it as usual), or at the end of the queue.
     fn copy_region_end(&self) -> usize {
         self.expects
             .iter()
-            .position(|e| e.kind == ExpectKind::CopyEnd)
-            .unwrap_or(self.expects.len())
+            .skip(1)
+            .position(|e| e.kind != ExpectKind::Sync)
+            .map_or(self.expects.len(), |i| i + 1)
     }
 
     /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
@@ -288,6 +291,13 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return Err(RelayError::Unexpected(t as char));
         };
+        if let Some(reply) = &front.replace {
+            // The server ran the empty query in place of pgroute's own statement.
+            if t != tag::READY_FOR_QUERY {
+                return Ok(());
+            }
+            out.extend_from_slice(reply);
+        }
         if t == tag::ERROR {
             self.relay_error(frame, out, events);
             return Ok(());
@@ -339,9 +349,14 @@ impl Relay {
         if self.expects.front().is_some_and(|f| f.quiet) {
             self.flush_quiet(out);
         }
-        let Some(front) = self.expects.front() else {
+        let Some(front) = self.expects.front_mut() else {
             return;
         };
+        if let Some(change) = front.unnamed.as_mut() {
+            // PostgreSQL dropped the old unnamed statement before this Parse failed.
+            change.replaces = None;
+            change.was_on_conn = true;
+        }
         if let Some((ours, theirs)) = &front.rename {
             out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
         } else if front.visible || front.kind == ExpectKind::Parse {
@@ -427,7 +442,20 @@ impl Relay {
                 if let Some((name, stmt)) = e.restore {
                     events.push(Event::Restore(name, stmt));
                 }
+                if let Some(change) = e.unnamed {
+                    self.pass_unnamed(change, events);
+                }
             }
+        }
+    }
+
+    /// A Parse of the unnamed statement did not replace it (discarded, or failed): the next
+    /// such Parse in flight now replaces what this one would have, or if there is none the
+    /// session learns what its unnamed statement is.
+    fn pass_unnamed(&mut self, change: UnnamedChange, events: &mut Vec<Event>) {
+        match self.expects.iter_mut().find_map(|e| e.unnamed.as_mut()) {
+            Some(later) => *later = change,
+            None => events.push(Event::Unnamed(change.replaces, change.was_on_conn)),
         }
     }
 

@@ -325,6 +325,60 @@ fn a_sync_after_data_in_a_pipelined_extended_copy_is_answered_when_the_copy_fail
 }
 
 #[test]
+fn syncs_after_the_next_statement_are_outside_the_copy() {
+    // Execute (COPY), Sync, CopyData (bad), Sync, Parse, Bind, Execute, Sync, Sync: the COPY
+    // fails on the data; only the Syncs before the Parse were sent during it.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    push(&mut relay, ExpectKind::Sync);
+    let mut sync = Expect::new(ExpectKind::Sync);
+    sync.after_copy_data = true;
+    relay.expects.push_back(sync);
+    for kind in [ExpectKind::Parse, ExpectKind::Bind, ExpectKind::Execute] {
+        push(&mut relay, kind);
+    }
+    push(&mut relay, ExpectKind::Sync);
+    push(&mut relay, ExpectKind::Sync);
+    let server = [
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C22P02\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'1', b""),
+        frame(b'2', b""),
+        frame(b'C', b"SELECT 1\0"),
+        frame(b'Z', b"I"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+}
+
+#[test]
+fn a_replaced_query_reply_stands_in_for_the_servers() {
+    // pgroute's own statement sent during COPY as an empty query: the COPY had failed, the
+    // server answers the empty query, and the client gets pgroute's reply instead.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Query);
+    let (_, _) = run(&mut relay, &[frame(b'G', b"\0\0\0")]);
+    let own = frame(b'C', b"SET\0");
+    let mut replaced = Expect::new(ExpectKind::Query);
+    replaced.replace = Some(Bytes::from(own.clone()));
+    relay.expects.push_back(replaced);
+    let error = frame(b'E', b"SERROR\0VERROR\0C22P02\0\0");
+    let server = [
+        error.clone(),
+        frame(b'Z', b"I"),
+        frame(b'I', b""),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    let expected = [error, frame(b'Z', b"I"), own, frame(b'Z', b"I")].concat();
+    assert_eq!(out, expected);
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+}
+
+#[test]
 fn a_fatal_error_is_relayed_even_with_nothing_expected() {
     let mut relay = Relay::default();
     let fatal = frame(b'E', b"SFATAL\0VFATAL\0C25P03\0Mterminating\0\0");
