@@ -215,6 +215,13 @@ fn push(relay: &mut Relay, kind: ExpectKind) {
     relay.expects.push_back(Expect::new(kind));
 }
 
+/// A Sync the client sent after COPY data, before it knew the server was in COPY IN.
+fn push_sync_after_copy_data(relay: &mut Relay) {
+    let mut sync = Expect::new(ExpectKind::Sync);
+    sync.after_copy_data = true;
+    relay.expects.push_back(sync);
+}
+
 #[test]
 fn syncs_sent_into_a_simple_copy_get_no_ready_for_query() {
     // Query("COPY t FROM STDIN"), Sync, CopyData, CopyDone: the server ignores that Sync.
@@ -307,9 +314,7 @@ fn a_sync_after_data_in_a_pipelined_extended_copy_is_answered_when_the_copy_fail
     let mut relay = Relay::default();
     push(&mut relay, ExpectKind::Bind);
     push(&mut relay, ExpectKind::Execute);
-    let mut sync = Expect::new(ExpectKind::Sync);
-    sync.after_copy_data = true;
-    relay.expects.push_back(sync);
+    push_sync_after_copy_data(&mut relay);
     push(&mut relay, ExpectKind::Query);
     let server = [
         frame(b'2', b""),
@@ -331,9 +336,7 @@ fn syncs_after_the_next_statement_are_outside_the_copy() {
     let mut relay = Relay::default();
     push(&mut relay, ExpectKind::Execute);
     push(&mut relay, ExpectKind::Sync);
-    let mut sync = Expect::new(ExpectKind::Sync);
-    sync.after_copy_data = true;
-    relay.expects.push_back(sync);
+    push_sync_after_copy_data(&mut relay);
     for kind in [ExpectKind::Parse, ExpectKind::Bind, ExpectKind::Execute] {
         push(&mut relay, kind);
     }
