@@ -95,6 +95,9 @@ pub enum Error {
     Route(#[from] RouteError),
     #[error("no node configured")]
     NoNode,
+    /// A `route = "block"` rule matched the statement.
+    #[error("{message}")]
+    Blocked { rule: String, message: String },
 
     // The servers.
     /// A unit of work got no server connection. A server's refusal is reported by its own
@@ -152,6 +155,7 @@ impl Error {
             Error::StartupSetting(_) | Error::Setting(_) => SqlState::INVALID_PARAMETER_VALUE,
             Error::UnknownSetting(_) => SqlState::UNDEFINED_OBJECT,
             Error::TooManyClients => SqlState::TOO_MANY_CONNECTIONS,
+            Error::Blocked { .. } => SqlState::INSUFFICIENT_PRIVILEGE,
             // The cluster cannot serve this right now; retrying later may work.
             Error::Route(_) => SqlState::CANNOT_CONNECT_NOW,
             Error::Backend(e) | Error::Login(e) => match e {
@@ -180,6 +184,7 @@ impl Error {
             | Error::UnknownSetting(_)
             | Error::EofInCopy
             | Error::Route(_)
+            | Error::Blocked { .. }
             | Error::Backend(_)
             | Error::ServerLost {
                 in_transaction: false,
@@ -220,7 +225,9 @@ impl Error {
             | Error::UnknownSetting(_)
             | Error::EofInCopy
             | Error::SyncLost => Origin::Client,
-            Error::TooManyClients | Error::Route(_) | Error::NoNode => Origin::Pgroute,
+            Error::TooManyClients | Error::Route(_) | Error::NoNode | Error::Blocked { .. } => {
+                Origin::Pgroute
+            }
             // pgroute's own pool limit, and its own record of a node's outage.
             Error::Backend(BackendError::PoolTimeout(_) | BackendError::NodeDown(_))
             | Error::Login(BackendError::PoolTimeout(_) | BackendError::NodeDown(_)) => {
@@ -261,6 +268,7 @@ impl Error {
             | Error::TooManyClients
             | Error::Route(_)
             | Error::NoNode
+            | Error::Blocked { .. }
             | Error::ServerLost {
                 in_transaction: true,
                 ..

@@ -67,7 +67,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         None => {
             let cfg = config::load(Some(&cli.config))
                 .with_context(|| format!("loading {}", cli.config.display()))?;
-            rt.block_on(run(cfg, None))
+            rt.block_on(run(cfg, None, Some(cli.config)))
         }
         Some(Command::CheckConfig) => {
             let cfg = config::load(Some(&cli.config))
@@ -79,12 +79,20 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM. `ready` is printed to stdout once it listens.
-async fn run(cfg: config::Config, ready: Option<String>) -> anyhow::Result<()> {
+/// Runs the proxy until Ctrl-C or SIGTERM. `ready` is printed to stdout once it listens. With
+/// a config file, SIGHUP reloads it.
+async fn run(
+    cfg: config::Config,
+    ready: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let listener = server::bind(&cfg)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let proxy = Proxy::new(cfg);
+    if let Some(file) = file {
+        tokio::spawn(reload_on_sighup(proxy.clone(), file));
+    }
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(server::serve(proxy, listener, shutdown.clone()));
     if let Some(line) = ready {
@@ -96,6 +104,30 @@ async fn run(cfg: config::Config, ready: Option<String>) -> anyhow::Result<()> {
     // Sessions get a moment to finish; the process ends regardless.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), serving).await;
     Ok(())
+}
+
+/// SIGHUP: reads the file (and the environment overrides) again, validates all of it and
+/// installs it; a bad file is logged and the running configuration kept.
+async fn reload_on_sighup(proxy: std::sync::Arc<Proxy>, file: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload needs a restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!(file = %file.display(), "SIGHUP: reloading the configuration");
+            let result = config::load(Some(&file))
+                .map_err(pgroute::proxy::ReloadError::from)
+                .and_then(|cfg| proxy.reload(cfg));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "reload rejected: the running configuration stays");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (proxy, file);
 }
 
 async fn wait_for_signal() {
@@ -145,7 +177,7 @@ fn demo(rt: &tokio::runtime::Runtime, listen: &str, replicas: usize) -> anyhow::
          (Ctrl-C stops pgroute and removes the cluster)",
         ports[0]
     );
-    let result = rt.block_on(run(cfg, Some(ready)));
+    let result = rt.block_on(run(cfg, Some(ready), None));
     cluster.shutdown();
     result
 }

@@ -1,13 +1,18 @@
 //! The process-wide state every session shares: configuration, the cluster and its pools, the
-//! router, the statement caches and the cancel registry.
+//! router, the statement caches and the cancel registry; and the reload that replaces the
+//! configuration while clients stay connected.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+
 use crate::backend::pool::PoolSettings;
 use crate::backend::{Cluster, Pools};
 use crate::config::{Config, UserConfig};
+use crate::monitor::LagLimits;
 use crate::router::decision::Policy;
+use crate::router::rules::RuleSet;
 use crate::router::Router;
 use crate::session::cancel;
 use crate::session::startup::ScramSecret;
@@ -18,43 +23,61 @@ const CLASS_CACHE_SIZE: usize = 10_000;
 
 /// State shared by every session.
 pub struct Proxy {
-    pub config: Arc<Config>,
+    /// The configuration in force (replaced as a whole by [`Proxy::reload`]).
+    config: ArcSwap<Config>,
     pub cluster: Arc<Cluster>,
     pub router: Router,
     pub pools: Arc<Pools>,
     pub registry: Registry,
     pub classes: ClassCache,
     pub cancels: Arc<cancel::Registry>,
+    /// The `[lag]` limits, for the monitor.
+    lag_limits: tokio::sync::watch::Sender<LagLimits>,
     scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}: nodes cannot be added, removed, renamed or readdressed by a reload yet; restart pgroute for that")]
+    Nodes(String),
 }
 
 impl Proxy {
     pub fn new(config: Config) -> Arc<Self> {
-        let cluster = Arc::new(Cluster::from_config(&config));
+        let rules =
+            Arc::new(RuleSet::compile(&config).expect("a validated config compiles its rules"));
+        let cluster = Arc::new(Cluster::from_config(&config, &rules));
         let settings = PoolSettings {
             max_size: config.pool.max_size,
             connect_timeout: config.pool.connect_timeout,
             checkout_timeout: config.pool.checkout_timeout,
             idle_timeout: config.pool.idle_timeout,
         };
+        let (lag_limits, _) = tokio::sync::watch::channel(lag_limits(&config));
         Arc::new(Proxy {
-            router: Router::new(
-                cluster.clone(),
-                Policy {
-                    read_only_transactions: config.routing.read_only_transactions,
-                    balance: config.routing.balance,
-                    when_all_lagging: config.lag.when_all_lagging,
-                    max_wait: config.consistency.max_wait,
-                },
-            ),
+            router: Router::new(cluster.clone(), Policy::new(&config, rules)),
             cluster,
             pools: Arc::new(Pools::new(settings)),
             registry: Registry::default(),
             classes: ClassCache::new(CLASS_CACHE_SIZE),
             cancels: Arc::new(cancel::Registry::default()),
+            lag_limits,
             scram: Mutex::new(HashMap::new()),
-            config: Arc::new(config),
+            config: ArcSwap::from_pointee(config),
         })
+    }
+
+    /// The configuration in force (read at login and by the server, not per statement).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Follows changes of the `[lag]` limits (for the monitor).
+    pub fn lag_limits(&self) -> tokio::sync::watch::Receiver<LagLimits> {
+        self.lag_limits.subscribe()
     }
 
     /// The user's SCRAM secret, derived once (PBKDF2 is deliberately slow).
@@ -64,4 +87,80 @@ impl Proxy {
             .or_insert_with(|| Arc::new(ScramSecret::new(&user.password)))
             .clone()
     }
+
+    /// Installs a new, validated configuration. Rules, groups, node weights, groups and drain,
+    /// lag limits, balance and routing settings apply to units routed from now on; users and
+    /// consistency settings to sessions that log in from now on. Running units, held
+    /// transactions and client connections are not touched. Keys only a restart applies
+    /// (`listen`, `max_client_conn`, `[pool]`, `[monitor]`, `[failover]`) are logged when
+    /// they differ. Nodes must be the same ones, in the same order.
+    pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
+        let old = self.config();
+        check_same_nodes(&old, &new)?;
+        let rules = Arc::new(RuleSet::compile(&new)?);
+        for (node, cfg) in self.cluster.nodes.iter().zip(&new.nodes) {
+            if node.configure(cfg, &rules) {
+                tracing::info!(node = %node.name, "node drained: no new reads; idle connections closed");
+                self.pools.purge_node(node.id);
+            }
+        }
+        self.router.set_policy(Policy::new(&new, rules));
+        self.lag_limits.send_replace(lag_limits(&new));
+        for (key, same) in [
+            ("listen", old.listen == new.listen),
+            (
+                "max_client_conn",
+                old.max_client_conn == new.max_client_conn,
+            ),
+            ("pool", old.pool == new.pool),
+            ("monitor", old.monitor == new.monitor),
+            ("failover", old.failover == new.failover),
+            (
+                "lag.check_interval",
+                old.lag.check_interval == new.lag.check_interval,
+            ),
+        ] {
+            if !same {
+                tracing::warn!(key, "changed in the file, but only a restart applies it");
+            }
+        }
+        self.scram.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.config.store(Arc::new(new));
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+}
+
+fn lag_limits(config: &Config) -> LagLimits {
+    LagLimits {
+        max_bytes: config.lag.max_bytes.as_u64(),
+        max_time: config.lag.max_time,
+        recover_ratio: config.lag.recover_ratio,
+    }
+}
+
+/// Nodes are indexed by position everywhere (pools, the monitor, held connections): a reload
+/// keeps them.
+fn check_same_nodes(old: &Config, new: &Config) -> Result<(), ReloadError> {
+    let ids = |c: &Config| -> Vec<(String, String, crate::config::Role)> {
+        c.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.addr.clone(), n.role))
+            .collect()
+    };
+    let (a, b) = (ids(old), ids(new));
+    if a == b {
+        return Ok(());
+    }
+    let names = |v: &[(String, String, crate::config::Role)]| {
+        v.iter()
+            .map(|(n, addr, role)| format!("{n} {addr} {role}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ReloadError::Nodes(format!(
+        "[[nodes]] changed from [{}] to [{}]",
+        names(&a),
+        names(&b)
+    )))
 }

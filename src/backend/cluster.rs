@@ -1,13 +1,14 @@
 //! The nodes pgroute knows and what it has observed about each: health and outstanding work.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use super::view::{ClusterView, Primary};
-use crate::config::{Config, Role};
+use crate::config::{Config, NodeConfig, Role};
+use crate::router::rules::{GroupSet, RuleSet};
 
 /// Backoff after a failed connection: doubles per consecutive failure up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -66,7 +67,10 @@ pub struct Node {
     pub addr: Arc<str>,
     /// The role the config expects; the monitor observes the real one.
     pub configured_role: Role,
-    pub weight: u32,
+    /// `weight`, `drain` and `groups` from the config (changed by a reload).
+    weight: AtomicU32,
+    drain: AtomicBool,
+    groups: AtomicU64,
     /// Clients currently holding a connection to this node (for least-outstanding balancing).
     outstanding: AtomicUsize,
     /// Router sequence number of the last executing read routed here (tie-break between
@@ -76,6 +80,31 @@ pub struct Node {
 }
 
 impl Node {
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Takes no new reads (`drain = true`).
+    pub fn drained(&self) -> bool {
+        self.drain.load(Ordering::Relaxed)
+    }
+
+    pub fn groups(&self) -> GroupSet {
+        GroupSet(self.groups.load(Ordering::Relaxed))
+    }
+
+    /// Applies the node's reloadable settings; returns whether `drain` was just turned on.
+    pub fn configure(&self, cfg: &NodeConfig, rules: &RuleSet) -> bool {
+        let groups = cfg
+            .groups
+            .iter()
+            .filter_map(|g| rules.group(g))
+            .fold(GroupSet::default(), GroupSet::with);
+        self.weight.store(cfg.weight, Ordering::Relaxed);
+        self.groups.store(groups.0, Ordering::Relaxed);
+        !self.drain.swap(cfg.drain, Ordering::Relaxed) && cfg.drain
+    }
+
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
@@ -141,22 +170,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Config, rules: &RuleSet) -> Self {
         let nodes: Vec<Arc<Node>> = cfg
             .nodes
             .iter()
             .enumerate()
             .map(|(id, n)| {
-                Arc::new(Node {
+                let node = Node {
                     id,
                     name: n.name.clone(),
                     addr: n.addr.as_str().into(),
                     configured_role: n.role,
-                    weight: n.weight,
+                    weight: AtomicU32::new(0),
+                    drain: AtomicBool::new(false),
+                    groups: AtomicU64::new(0),
                     outstanding: AtomicUsize::new(0),
                     last_served: AtomicU64::new(0),
                     health: Mutex::new(Health::default()),
-                })
+                };
+                node.configure(n, rules);
+                Arc::new(node)
             })
             .collect();
         let primary = nodes

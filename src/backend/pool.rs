@@ -140,6 +140,10 @@ impl Pool {
     }
 
     fn put(&self, mut conn: ServerConn) {
+        if self.node.drained() {
+            // A drained node keeps no idle connections.
+            return;
+        }
         conn.last_used = Instant::now();
         self.idle
             .lock()

@@ -21,6 +21,7 @@ pub mod fingerprint;
 pub mod functions;
 mod session;
 mod statement;
+mod tables;
 mod tokens;
 
 #[cfg(test)]
@@ -161,6 +162,12 @@ pub struct Classification {
     /// The text is one `DEALLOCATE [PREPARE] name` (not `ALL`): that name, case-folded as
     /// PostgreSQL folds identifiers.
     pub deallocate: Option<String>,
+    /// A statement is DDL or another schema or privilege change (`CREATE`, `ALTER`, `DROP`,
+    /// `TRUNCATE`, `GRANT`, `REVOKE`, `COMMENT`, …).
+    pub ddl: bool,
+    /// The tables the statements name, as `schema.name` or `name` (unquoted identifiers
+    /// lower-cased), each once; empty for statements sqlparser could not parse.
+    pub tables: Vec<String>,
 }
 
 /// Classify one query string (one or more `;`-separated statements).
@@ -229,6 +236,8 @@ impl Classification {
             statements: 0,
             parsed: true,
             deallocate: None,
+            ddl: false,
+            tables: Vec::new(),
         }
     }
 
@@ -259,6 +268,12 @@ impl Classification {
         };
         self.statements += 1;
         self.parsed &= class.understood;
+        self.ddl |= class.ddl;
+        for table in class.tables {
+            if !self.tables.contains(&table) {
+                self.tables.push(table);
+            }
+        }
     }
 }
 
@@ -275,6 +290,8 @@ struct StatementClass {
     discard_all: bool,
     /// `DEALLOCATE name` (not `ALL`): the statement name, case-folded as PostgreSQL does.
     deallocate: Option<String>,
+    ddl: bool,
+    tables: Vec<String>,
 }
 
 impl StatementClass {
@@ -410,6 +427,10 @@ fn classify_piece(piece: &Piece<'_>) -> StatementClass {
     }
     if calls.unlock_all {
         class.releases = class.releases.union(PinSet::of(PinReason::AdvisoryLock));
+    }
+    class.ddl = tables::is_ddl(&piece.tokens);
+    if let Some(statement) = &piece.statement {
+        tables::relations(statement, &mut class.tables);
     }
     class
 }

@@ -14,7 +14,7 @@ pub const ENV_PREFIX: &str = "PGROUTE";
 const TOP_LEVEL_VALUES: &[&str] = &["listen", "max_client_conn"];
 
 /// Arrays of tables, which only the file can set.
-const FILE_ONLY: &[&str] = &["users", "nodes"];
+const FILE_ONLY: &[&str] = &["users", "nodes", "groups", "rules"];
 
 /// Reads the configuration: defaults, then the TOML file at `path` (if any), then environment
 /// overrides, and validates the result.

@@ -12,6 +12,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -77,6 +78,11 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// `[failover]`: optional automatic promotion.
     pub failover: FailoverConfig,
+    /// `[groups.<name>]`: replica groups (analytics isolation). File only.
+    pub groups: BTreeMap<String, GroupConfig>,
+    /// `[[rules]]`: routing rules, in order; the first whose matchers all match decides.
+    /// File only.
+    pub rules: Vec<RuleConfig>,
 }
 
 impl Default for Config {
@@ -92,6 +98,8 @@ impl Default for Config {
             consistency: ConsistencyConfig::default(),
             monitor: MonitorConfig::default(),
             failover: FailoverConfig::default(),
+            groups: BTreeMap::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -111,6 +119,8 @@ impl fmt::Debug for Config {
             consistency,
             monitor,
             failover,
+            groups,
+            rules,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -123,6 +133,8 @@ impl fmt::Debug for Config {
             .field("consistency", consistency)
             .field("monitor", monitor)
             .field("failover", failover)
+            .field("groups", groups)
+            .field("rules", rules)
             .finish()
     }
 }
@@ -205,6 +217,13 @@ pub struct NodeConfig {
     /// Share of reads relative to the other replicas; `0` takes no reads. Default `1`.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Replica groups this node belongs to (names of `[groups.<name>]`). Default: none.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Takes no new reads (nor new transactions); running work finishes and its idle pooled
+    /// connections close. Refused for the primary. Default `false`.
+    #[serde(default)]
+    pub drain: bool,
 }
 
 fn default_weight() -> u32 {
@@ -347,6 +366,56 @@ impl Default for FailoverConfig {
 }
 
 /// `[monitor]`: how the background monitor logs into the nodes.
+/// One `[groups.<name>]` table: a set of replicas that reads can be routed to as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Its nodes take only reads routed to the group (by a rule or a hint). Default `false`.
+    pub exclusive: bool,
+    /// Byte lag limit for reads routed to the group. Default: `lag.max_bytes`.
+    pub max_bytes: Option<ByteSize>,
+    /// Time lag limit for reads routed to the group. Default: `lag.max_time`.
+    #[serde(with = "humantime_serde")]
+    pub max_time: Option<Duration>,
+    /// Where a read routed to the group goes when none of its nodes may take it.
+    pub when_empty: WhenGroupEmpty,
+}
+
+
+/// One `[[rules]]` entry. Every matcher given must match; an absent one matches anything.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name, shown in logs and `SHOW pgroute.last_route`. Required.
+    pub name: String,
+    /// Glob on the user name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Glob on the database name.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Glob on the session's current `application_name`.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// CIDR the client's address is in (`10.1.0.0/16`, `::1/128`, or a single address).
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// Regular expression searched for in the statement text.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Globs on the tables a statement reads or writes (`events_*`, `public.audit_log`).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// The kind of statement.
+    #[serde(default)]
+    pub kind: Option<RuleKind>,
+    /// `"primary"`, `"replica"`, `"group:<name>"` or `"block"`. Required.
+    pub route: String,
+    /// With `route = "block"`: the error text the client gets (SQLSTATE 42501).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
@@ -512,4 +581,32 @@ config_enum! {
         Off = "off",
     }
     default = Lsn
+}
+
+config_enum! {
+    /// Where a read routed to a group goes when no node of the group may take it
+    /// (`groups.<name>.when_empty`).
+    WhenGroupEmpty {
+        /// To the primary.
+        Primary = "primary",
+        /// To the replicas outside exclusive groups, as a read without a group would.
+        Replicas = "replicas",
+        /// Nowhere: the read fails with an error.
+        Error = "error",
+    }
+    default = Primary
+}
+
+config_enum! {
+    /// The kind of statement a rule matches (`rules[].kind`).
+    RuleKind {
+        /// Provably read-only.
+        Read = "read",
+        /// Anything else that is not DDL or transaction control.
+        Write = "write",
+        /// `CREATE`, `ALTER`, `DROP`, `TRUNCATE`, `GRANT`, `REVOKE`, `COMMENT`, …
+        Ddl = "ddl",
+        /// Transaction control, and every statement inside a transaction block.
+        Transaction = "transaction",
+    }
 }

@@ -46,6 +46,7 @@ impl Config {
         validate_lag(&self.lag)?;
         validate_consistency(&self.consistency)?;
         self.validate_monitor()?;
+        self.validate_routing()?;
         Ok(self)
     }
 
@@ -62,6 +63,30 @@ impl Config {
                 "monitor.password",
                 format!("required because monitor.user {user:?} is not one of [[users]]"),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Rules and groups compile; nodes name only existing groups; the primary is not drained.
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        crate::router::rules::RuleSet::compile(self)?;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(g) = node.groups.iter().find(|g| !self.groups.contains_key(*g)) {
+                return Err(invalid(
+                    format!("nodes[{i}].groups"),
+                    format!("no group {g:?} in [groups]"),
+                ));
+            }
+            if node.drain && node.role == Role::Primary {
+                return Err(invalid(
+                    format!("nodes[{i}].drain"),
+                    "the primary cannot be drained: it is the only node that takes writes and \
+                     transactions, so draining it would stop them; drain replicas only (to move \
+                     the primary, promote a replica first)",
+                ));
+            }
         }
         Ok(())
     }

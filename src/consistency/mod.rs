@@ -21,11 +21,76 @@ use crate::backend::view::Lsn;
 use crate::config::RywMode;
 
 /// Per-statement hints from a leading comment: `/* pgroute.min_lsn=0/16B3748 */`,
-/// `/* pgroute.max_lag=200ms */`.
+/// `/* pgroute.max_lag=200ms */`, `/* pgroute.route=group:analytics */`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hints {
     pub min_lsn: Option<Lsn>,
     pub max_lag: Option<Duration>,
+    pub route: Option<RouteHint>,
+    /// A `pgroute.*` hint could not be read (it is ignored; the client gets a notice).
+    pub malformed: bool,
+}
+
+/// Where a hint (`pgroute.route`) asks reads to go. It never moves a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteHint {
+    Primary,
+    Replica,
+    Group(GroupName),
+}
+
+impl RouteHint {
+    /// `primary`, `replica` or `group:<name>`.
+    pub fn parse(text: &str) -> Option<RouteHint> {
+        match text {
+            "primary" => Some(RouteHint::Primary),
+            "replica" => Some(RouteHint::Replica),
+            _ => GroupName::new(text.strip_prefix("group:")?).map(RouteHint::Group),
+        }
+    }
+}
+
+impl std::fmt::Display for RouteHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteHint::Primary => f.write_str("primary"),
+            RouteHint::Replica => f.write_str("replica"),
+            RouteHint::Group(g) => write!(f, "group:{}", g.as_str()),
+        }
+    }
+}
+
+/// A group name held inline (hints are copied per unit without allocating).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GroupName {
+    len: u8,
+    bytes: [u8; crate::router::rules::MAX_GROUP_NAME],
+}
+
+impl GroupName {
+    /// None unless `name` is a valid group name (see [`crate::router::rules::valid_group_name`]).
+    pub fn new(name: &str) -> Option<GroupName> {
+        if !crate::router::rules::valid_group_name(name) {
+            return None;
+        }
+        let mut bytes = [0; crate::router::rules::MAX_GROUP_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(GroupName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GroupName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 /// Reads the hints in the comments that open `sql`. Cheap when there are none.
@@ -36,7 +101,9 @@ pub fn parse_hints(sql: &str) -> Hints {
         let Some(end) = body.find("*/") else { break };
         for item in body[..end].split([' ', ',', '\n', '\t']) {
             if let Some((key, value)) = item.split_once('=') {
-                let _ = apply_setting(&mut hints, key.trim(), value.trim());
+                let key = key.trim();
+                let bad = apply_setting(&mut hints, key, value.trim()).is_err();
+                hints.malformed |= bad && is_own(key);
             }
         }
         rest = body[end + 2..].trim_start();
@@ -56,6 +123,14 @@ pub enum SettingError {
     },
     #[error("unrecognized configuration parameter \"{0}\"")]
     Unknown(String),
+    #[error("invalid route {0:?}: expected \"primary\", \"replica\" or \"group:<name>\"")]
+    Route(String),
+}
+
+/// A `pgroute.` name (case-insensitive).
+fn is_own(key: &str) -> bool {
+    key.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("pgroute."))
 }
 
 fn parse_lsn(value: &str) -> Result<Lsn, SettingError> {
@@ -72,6 +147,11 @@ fn apply_setting(hints: &mut Hints, name: &str, value: &str) -> Result<(), Setti
                 source,
             })?;
             hints.max_lag = Some(d);
+        }
+        "pgroute.route" => {
+            let route =
+                RouteHint::parse(value).ok_or_else(|| SettingError::Route(value.to_owned()))?;
+            hints.route = Some(route);
         }
         _ => return Err(SettingError::Unknown(name.to_owned())),
     }
@@ -145,7 +225,14 @@ impl Session {
     pub fn reset(&mut self, name: &str) {
         if name.eq_ignore_ascii_case("pgroute.max_lag") {
             self.settings.max_lag = None;
+        } else if name.eq_ignore_ascii_case("pgroute.route") {
+            self.settings.route = None;
         }
+    }
+
+    /// `SET pgroute.route`: where the session's reads go unless a statement hint says otherwise.
+    pub fn route(&self) -> Option<RouteHint> {
+        self.settings.route
     }
 
     /// `SHOW pgroute.*`.
@@ -156,6 +243,12 @@ impl Session {
                 self.settings
                     .max_lag
                     .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_default(),
+            ),
+            "pgroute.route" => Some(
+                self.settings
+                    .route
+                    .map(|r| r.to_string())
                     .unwrap_or_default(),
             ),
             _ => None,
@@ -208,9 +301,58 @@ mod tests {
         );
         assert_eq!(
             parse_hints("/* pgroute.min_lsn=garbage */ SELECT 1"),
-            Hints::default()
+            Hints {
+                malformed: true,
+                ..Hints::default()
+            }
         );
         assert_eq!(parse_hints("/* unterminated"), Hints::default());
+    }
+
+    #[test]
+    fn route_hints_and_malformed_ones() {
+        let route = |sql| parse_hints(sql).route;
+        assert_eq!(
+            route("/* pgroute.route=primary */ SELECT 1"),
+            Some(RouteHint::Primary)
+        );
+        assert_eq!(
+            route("/* pgroute.route=replica */ SELECT 1"),
+            Some(RouteHint::Replica)
+        );
+        assert_eq!(
+            route("/* x=1, PGROUTE.ROUTE=group:analytics */ SELECT 1"),
+            Some(RouteHint::Group(GroupName::new("analytics").unwrap()))
+        );
+        for bad in [
+            "/* pgroute.route=sideways */ SELECT 1",
+            "/* pgroute.route=group: */ SELECT 1",
+            "/* pgroute.route=group:has.dot */ SELECT 1",
+            "/* pgroute.bogus=1 */ SELECT 1",
+        ] {
+            let h = parse_hints(bad);
+            assert_eq!((h.route, h.malformed), (None, true), "{bad}");
+        }
+        // Other people's key=value comments are not pgroute's concern.
+        assert!(!parse_hints("/* app=x, route=y */ SELECT 1").malformed);
+        let long = format!("/* pgroute.route=group:{} */", "g".repeat(64));
+        assert!(parse_hints(&long).malformed);
+    }
+
+    #[test]
+    fn set_pgroute_route_lasts_until_reset() {
+        let mut s = Session::new(RywMode::Lsn, Duration::from_secs(1));
+        s.set("pgroute.route", "'group:analytics'").unwrap();
+        assert_eq!(s.show("pgroute.route").as_deref(), Some("group:analytics"));
+        assert!(matches!(s.route(), Some(RouteHint::Group(_))));
+        assert!(s.set("pgroute.route", "'nowhere'").is_err());
+        assert!(
+            matches!(s.route(), Some(RouteHint::Group(_))),
+            "a bad SET changes nothing"
+        );
+        s.reset("pgroute.route");
+        assert_eq!(s.route(), None);
+        assert_eq!(s.show("pgroute.route").as_deref(), Some(""));
     }
 
     #[test]
@@ -231,6 +373,7 @@ mod tests {
         let hint = Hints {
             min_lsn: Some(Lsn(150)),
             max_lag: Some(Duration::from_millis(5)),
+            ..Hints::default()
         };
         assert_eq!(
             s.read_policy(&hint, now),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Cluster, Pools};
 use crate::config::Config;
-use lag::LagLimits;
+pub use lag::LagLimits;
 use probe::ProbeResult;
 use state::{Reachability, State};
 
@@ -88,6 +88,7 @@ pub fn spawn(
     cluster: Arc<Cluster>,
     pools: Arc<Pools>,
     settings: Settings,
+    limits: tokio::sync::watch::Receiver<LagLimits>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = mpsc::channel(64);
@@ -117,6 +118,7 @@ pub fn spawn(
         pools,
         settings,
         state,
+        limits,
     };
     tokio::spawn(aggregator.run(rx, shutdown))
 }
@@ -127,6 +129,8 @@ struct Aggregator {
     pools: Arc<Pools>,
     settings: Settings,
     state: State,
+    /// `[lag]` limits, changed by a reload.
+    limits: tokio::sync::watch::Receiver<LagLimits>,
 }
 
 impl Aggregator {
@@ -137,6 +141,10 @@ impl Aggregator {
                 m = rx.recv() => m,
             };
             let Some((id, result)) = msg else { return };
+            if self.limits.has_changed().unwrap_or(false) {
+                let limits = *self.limits.borrow_and_update();
+                self.state.set_limits(limits);
+            }
             match self.state.record(id, result) {
                 Some(Reachability::Up) => self.cluster.nodes[id].mark_up(),
                 Some(Reachability::Down(e)) => {

@@ -37,6 +37,11 @@ pub struct State {
 }
 
 impl State {
+    /// New lag limits (a reload): the next views use them.
+    pub fn set_limits(&mut self, limits: LagLimits) {
+        self.limits = limits;
+    }
+
     /// Before any probe: `primary` is the configured one.
     pub fn new(
         names: Vec<String>,

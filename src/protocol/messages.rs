@@ -45,6 +45,21 @@ pub(crate) fn error_response(
     encode(&ErrorResponse::new(fields), out);
 }
 
+/// A NoticeResponse (`severity` WARNING, NOTICE, …) from pgroute itself.
+pub fn notice_response(out: &mut BytesMut, severity: &str, code: &str, message: &str) {
+    let fields = vec![
+        (b'S', severity.to_owned()),
+        (b'V', severity.to_owned()),
+        (b'C', code.to_owned()),
+        (b'M', message.to_owned()),
+        (b'R', "pgroute".to_owned()),
+    ];
+    encode(
+        &pgwire::messages::response::NoticeResponse::new(fields),
+        out,
+    );
+}
+
 pub fn authentication(out: &mut BytesMut, auth: Authentication) {
     encode(&auth, out);
 }

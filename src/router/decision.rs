@@ -5,13 +5,15 @@
 //! transaction or pinned state stays on its connection; only then do read-your-writes, lag and
 //! balancing choose among replicas.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::view::{ClusterView, NodeView, Primary};
 use crate::classify::Target;
-use crate::config::{Balance, ReadOnlyTxnRoute, Role, WhenAllLagging};
+use crate::config::{Balance, ReadOnlyTxnRoute, Role, WhenAllLagging, WhenGroupEmpty};
 use crate::consistency::ReadPolicy;
 
+use super::rules::{By, GroupId, GroupSet, RuleId, RuleSet, Steer};
 use super::{pick_replica, Candidate, Route, RouteError};
 
 /// Why a unit went where it went. Logs, `SHOW pgroute.last_route` (and later metrics and the
@@ -44,6 +46,10 @@ pub enum Reason {
     LeastLagged,
     /// No replica can be reached.
     NoReplica,
+    /// A routing rule (`[[rules]]`) chose where the read goes.
+    Rule(RuleId),
+    /// A `pgroute.route` hint or session setting chose where the read goes.
+    Hint,
 }
 
 impl Reason {
@@ -62,6 +68,8 @@ impl Reason {
             Reason::Lagging => "replicas lagging",
             Reason::LeastLagged => "least lagged",
             Reason::NoReplica => "no replica",
+            Reason::Rule(_) => "rule",
+            Reason::Hint => "hint",
         }
     }
 }
@@ -83,6 +91,8 @@ pub struct UnitFacts {
     pub sets_read_only: bool,
     /// It runs a statement (a batch of only Parse/Describe does not): it advances balancing.
     pub executes: bool,
+    /// Where a rule or a hint steers the unit if it is a read.
+    pub steer: Steer,
 }
 
 /// What routing needs to know about the session.
@@ -109,6 +119,9 @@ pub struct HeldFacts {
     pub only_hidden_pending: bool,
     /// Only pgroute's LSN capture is still to come on it.
     pub only_capture_pending: bool,
+    /// The groups of the node it is on, and whether that node is drained.
+    pub node_groups: GroupSet,
+    pub node_drain: bool,
 }
 
 /// A node as balancing sees it (live counters read by the caller).
@@ -120,16 +133,48 @@ pub struct NodeFacts {
     pub up: bool,
     pub outstanding: usize,
     pub last_served: u64,
+    /// Takes no new reads.
+    pub drain: bool,
+    pub groups: GroupSet,
 }
 
-/// The policy: configuration that routing reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The policy: configuration that routing reads (swapped as a whole on reload).
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub read_only_transactions: ReadOnlyTxnRoute,
     pub balance: Balance,
     pub when_all_lagging: WhenAllLagging,
     /// `consistency.max_wait`: how long a read may wait for a replica to catch up.
     pub max_wait: Duration,
+    /// `[lag]` limits, which groups without their own use.
+    pub max_bytes: u64,
+    pub max_time: Duration,
+    pub rules: Arc<RuleSet>,
+    /// The groups marked `exclusive`.
+    pub exclusive: GroupSet,
+}
+
+impl Policy {
+    pub fn new(config: &crate::config::Config, rules: Arc<RuleSet>) -> Policy {
+        let exclusive = rules
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.exclusive)
+            .fold(GroupSet::default(), |set, (i, _)| {
+                set.with(GroupId(i as u8))
+            });
+        Policy {
+            read_only_transactions: config.routing.read_only_transactions,
+            balance: config.routing.balance,
+            when_all_lagging: config.lag.when_all_lagging,
+            max_wait: config.consistency.max_wait,
+            max_bytes: config.lag.max_bytes.as_u64(),
+            max_time: config.lag.max_time,
+            rules,
+            exclusive,
+        }
+    }
 }
 
 /// Everything one decision reads.
@@ -211,10 +256,139 @@ pub fn decide(f: &Facts, policy: &Policy) -> Decision {
     if target == Target::Write {
         return to_primary(f, txn_reason.unwrap_or(Reason::Write));
     }
+    if let Steer::Primary(by) = f.unit.steer {
+        return to_primary(f, reason_by(by));
+    }
     match f.session.read {
         ReadPolicy::Primary => to_primary(f, Reason::ReadYourWrites),
-        ReadPolicy::Replica { .. } => read(f, policy, txn_reason),
+        ReadPolicy::Replica { .. } => match f.unit.steer {
+            Steer::Group(group, by) => group_read(f, policy, group, reason_by(by)),
+            Steer::Replica(by) => read(f, policy, Pool::Shared, Some(reason_by(by))),
+            _ => read(f, policy, Pool::Shared, txn_reason),
+        },
     }
+}
+
+fn reason_by(by: By) -> Reason {
+    match by {
+        By::Rule(id) => Reason::Rule(id),
+        By::Hint => Reason::Hint,
+    }
+}
+
+/// The replicas a read may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Those outside exclusive groups.
+    Shared,
+    /// A group's, with its lag limits (None: the `[lag]` ones).
+    Group(GroupId, Option<(u64, Duration)>),
+}
+
+impl Pool {
+    fn admits(self, node: &NodeFacts, policy: &Policy) -> bool {
+        match self {
+            Pool::Shared => !node.groups.intersects(policy.exclusive),
+            Pool::Group(g, _) => node.groups.contains(g),
+        }
+    }
+
+    /// Over the lag limits that apply to reads from this pool.
+    fn lagging(self, nv: &NodeView) -> bool {
+        match self {
+            Pool::Group(_, Some((bytes, time))) => nv.lag_bytes > bytes || nv.lag_time > time,
+            _ => nv.lagging,
+        }
+    }
+}
+
+/// A read routed to a group: one of its replicas, else what its `when_empty` says.
+fn group_read(f: &Facts, policy: &Policy, group: GroupId, reason: Reason) -> Decision {
+    let Some(g) = policy.rules.groups.get(usize::from(group.0)) else {
+        return read(f, policy, Pool::Shared, None);
+    };
+    let limits = (g.max_bytes.is_some() || g.max_time.is_some()).then(|| {
+        (
+            g.max_bytes.unwrap_or(policy.max_bytes),
+            g.max_time.unwrap_or(policy.max_time),
+        )
+    });
+    let pool = Pool::Group(group, limits);
+    let found = eligible(f, policy, pool);
+    if let Some(node) = pick_replica(&found.cands, policy.balance, f.tick, f.random) {
+        return Decision::Node(Route::Replica(node), reason);
+    }
+    if Eligible::wait_may_help(f, policy) {
+        return Decision::WaitForReplica(found.reason());
+    }
+    match g.when_empty {
+        WhenGroupEmpty::Primary => to_primary(f, found.reason()),
+        WhenGroupEmpty::Replicas => read(f, policy, Pool::Shared, None),
+        WhenGroupEmpty::Error => Decision::Refuse(RouteError::GroupEmpty(g.name.to_string())),
+    }
+}
+
+/// The replicas of a pool that may take the read, and why others could not.
+struct Eligible {
+    cands: Vec<Candidate>,
+    /// A replica of the pool is reachable and not drained.
+    any_up: bool,
+    /// Why a replica within the lag limits could not take the read.
+    held_back: Option<Reason>,
+}
+
+impl Eligible {
+    /// Why no replica took the read.
+    fn reason(&self) -> Reason {
+        match (self.any_up, self.held_back) {
+            (false, _) => Reason::NoReplica,
+            (true, Some(why)) => why,
+            (true, None) => Reason::Lagging,
+        }
+    }
+
+    /// Waiting helps a read that needs a replica to reach the session's LSN.
+    fn wait_may_help(f: &Facts, policy: &Policy) -> bool {
+        let min_lsn = match f.session.read {
+            ReadPolicy::Replica { min_lsn, .. } => min_lsn,
+            ReadPolicy::Primary => Default::default(),
+        };
+        min_lsn > Default::default() && !f.waited && !policy.max_wait.is_zero()
+    }
+}
+
+fn eligible(f: &Facts, policy: &Policy, pool: Pool) -> Eligible {
+    let view = f.view;
+    let mut found = Eligible {
+        cands: Vec::with_capacity(view.nodes.len()),
+        any_up: false,
+        held_back: None,
+    };
+    for (id, (node, nv)) in f.nodes.iter().zip(view.nodes.iter()).enumerate() {
+        if !is_replica(view, node, nv)
+            || !node.up
+            || node.weight == 0
+            || node.drain
+            || !pool.admits(node, policy)
+            || f.exclude.contains(&id)
+        {
+            continue;
+        }
+        found.any_up = true;
+        if pool.lagging(nv) {
+            continue;
+        }
+        match freshness(&f.session.read, nv) {
+            Some(why) => found.held_back = found.held_back.or(Some(why)),
+            None => found.cands.push(Candidate {
+                node: id,
+                weight: node.weight,
+                outstanding: node.outstanding,
+                last_served: node.last_served,
+            }),
+        }
+    }
+    found
 }
 
 /// Whether a unit joins, waits for, or leaves the connection the session holds.
@@ -242,14 +416,23 @@ fn on_held(f: &Facts, held: &HeldFacts, target: Target, policy: &Policy) -> Opti
                 Decision::Held(Reason::Pipelined)
             }
         }
-        // A replica may serve the read only if it meets the read's own requirements.
+        // A replica may serve the read only if it meets the read's own requirements and is
+        // one the read may be steered to.
         (Target::Read, Route::Replica(node)) => {
             let fresh = f
                 .view
                 .nodes
                 .get(node)
                 .is_some_and(|nv| freshness(&f.session.read, nv).is_none());
-            if fresh {
+            let steered_here = !held.node_drain
+                && match f.unit.steer {
+                    Steer::Primary(_) => false,
+                    Steer::Group(g, _) => held.node_groups.contains(g),
+                    Steer::Replica(_) | Steer::Default => {
+                        !held.node_groups.intersects(policy.exclusive)
+                    }
+                };
+            if fresh && steered_here {
                 Decision::Held(Reason::Pipelined)
             } else {
                 Decision::WaitForHeld
@@ -290,60 +473,29 @@ fn to_primary(f: &Facts, reason: Reason) -> Decision {
     }
 }
 
-/// A read outside a held connection: a replica meeting its requirements, balanced by the
-/// policy; else what `lag.when_all_lagging` and `consistency.max_wait` say.
-fn read(f: &Facts, policy: &Policy, txn_reason: Option<Reason>) -> Decision {
-    let view = f.view;
-    let mut any_up = false;
-    let mut held_back = None;
-    let mut cands = Vec::with_capacity(view.nodes.len());
-    for (id, (node, nv)) in f.nodes.iter().zip(view.nodes.iter()).enumerate() {
-        if !is_replica(view, node, nv) || !node.up || node.weight == 0 || f.exclude.contains(&id) {
-            continue;
-        }
-        any_up = true;
-        if nv.lagging {
-            continue;
-        }
-        match freshness(&f.session.read, nv) {
-            Some(why) => held_back = held_back.or(Some(why)),
-            None => cands.push(Candidate {
-                node: id,
-                weight: node.weight,
-                outstanding: node.outstanding,
-                last_served: node.last_served,
-            }),
-        }
-    }
-    if let Some(node) = pick_replica(&cands, policy.balance, f.tick, f.random) {
-        return Decision::Node(Route::Replica(node), txn_reason.unwrap_or(Reason::Replica));
+/// A read outside a held connection: a replica of the pool meeting its requirements, balanced
+/// by the policy; else what `lag.when_all_lagging` and `consistency.max_wait` say.
+fn read(f: &Facts, policy: &Policy, pool: Pool, steered: Option<Reason>) -> Decision {
+    let found = eligible(f, policy, pool);
+    if let Some(node) = pick_replica(&found.cands, policy.balance, f.tick, f.random) {
+        return Decision::Node(Route::Replica(node), steered.unwrap_or(Reason::Replica));
     }
     // Replicas up but none eligible (lagging or not fresh enough): the configured policy.
-    if any_up && held_back.is_none() {
+    if found.any_up && found.held_back.is_none() {
         match policy.when_all_lagging {
             WhenAllLagging::Error => return Decision::Refuse(RouteError::AllLagging),
             WhenAllLagging::LeastLagged => {
-                if let Some(n) = least_lagged(f) {
+                if let Some(n) = least_lagged(f, policy, pool) {
                     return Decision::Node(Route::Replica(n), Reason::LeastLagged);
                 }
             }
             WhenAllLagging::Primary => {}
         }
     }
-    let reason = match (any_up, held_back) {
-        (false, _) => Reason::NoReplica,
-        (true, Some(why)) => why,
-        (true, None) => Reason::Lagging,
-    };
-    // Waiting helps a read that needs a replica to reach the session's LSN.
-    let min_lsn = match f.session.read {
-        ReadPolicy::Replica { min_lsn, .. } => min_lsn,
-        ReadPolicy::Primary => Default::default(),
-    };
-    if min_lsn > Default::default() && !f.waited && !policy.max_wait.is_zero() {
-        return Decision::WaitForReplica(reason);
+    if Eligible::wait_may_help(f, policy) {
+        return Decision::WaitForReplica(found.reason());
     }
-    to_primary(f, reason)
+    to_primary(f, found.reason())
 }
 
 /// Observed in recovery (or, before the monitor's first round, configured as a replica).
@@ -357,7 +509,7 @@ fn is_replica(view: &ClusterView, node: &NodeFacts, nv: &NodeView) -> bool {
 
 /// The reachable replica with the smallest byte lag (ignoring the lag limits) that meets the
 /// read's own requirements.
-fn least_lagged(f: &Facts) -> Option<usize> {
+fn least_lagged(f: &Facts, policy: &Policy, pool: Pool) -> Option<usize> {
     f.view
         .nodes
         .iter()
@@ -367,7 +519,9 @@ fn least_lagged(f: &Facts) -> Option<usize> {
                 && nv.in_recovery == Some(true)
                 && freshness(&f.session.read, nv).is_none()
                 && !f.exclude.contains(i)
-                && f.nodes.get(*i).is_some_and(|n| n.up)
+                && f.nodes
+                    .get(*i)
+                    .is_some_and(|n| n.up && !n.drain && pool.admits(n, policy))
         })
         .min_by_key(|(_, nv)| nv.lag_bytes)
         .map(|(i, _)| i)

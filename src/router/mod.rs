@@ -6,6 +6,7 @@
 //! inputs for them.
 
 pub mod decision;
+pub mod rules;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub enum RouteError {
     SplitBrain(String),
     #[error("every replica lags beyond the configured limits (lag.when_all_lagging = \"error\")")]
     AllLagging,
+    #[error("no replica of group \"{0}\" can take the read (groups.{0}.when_empty = \"error\")")]
+    GroupEmpty(String),
 }
 
 /// The router: reads the cluster's live state (the monitor's view and each node's counters)
@@ -105,7 +108,7 @@ pub enum RouteError {
 #[derive(Debug)]
 pub struct Router {
     cluster: Arc<Cluster>,
-    policy: Policy,
+    policy: arc_swap::ArcSwap<Policy>,
     names: Vec<String>,
     tick: AtomicU64,
 }
@@ -127,7 +130,7 @@ impl Router {
         let names = cluster.nodes.iter().map(|n| n.name.clone()).collect();
         Router {
             cluster,
-            policy,
+            policy: arc_swap::ArcSwap::from_pointee(policy),
             names,
             tick: AtomicU64::new(0),
         }
@@ -137,8 +140,14 @@ impl Router {
         &self.cluster
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The current policy (replaced as a whole by a reload).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.policy.load()
+    }
+
+    /// Installs a reloaded policy: units routed from now on follow it.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
     }
 
     /// Decides where a unit goes. `scratch` is the caller's buffer for the node counters (kept
@@ -146,9 +155,10 @@ impl Router {
     /// replica's turn in the balancing order.
     pub fn decide(&self, q: &Question, scratch: &mut Vec<NodeFacts>) -> Decision {
         let view = self.cluster.view();
+        let policy = self.policy.load();
         scratch.clear();
         // Only a read choosing a replica looks at the nodes' live counters (a lock each).
-        let (target, _) = decision::transaction_target(&q.unit, &q.session, &self.policy);
+        let (target, _) = decision::transaction_target(&q.unit, &q.session, &policy);
         let chooses_replica = q.held.is_none()
             && !q.session.session_mode
             && target == crate::classify::Target::Read
@@ -159,13 +169,15 @@ impl Router {
         if chooses_replica {
             scratch.extend(self.cluster.nodes.iter().map(|n| NodeFacts {
                 configured_role: n.configured_role,
-                weight: n.weight,
+                weight: n.weight(),
                 up: n.is_up(),
                 outstanding: n.outstanding(),
                 last_served: n.last_served(),
+                drain: n.drained(),
+                groups: n.groups(),
             }));
         }
-        let random = if self.policy.balance == Balance::Random {
+        let random = if policy.balance == Balance::Random {
             rand::random()
         } else {
             0
@@ -182,7 +194,7 @@ impl Router {
             tick: self.tick.load(Ordering::Relaxed),
             random,
         };
-        let decision = decision::decide(&facts, &self.policy);
+        let decision = decision::decide(&facts, &policy);
         if let (Decision::Node(Route::Replica(node), _), true) = (&decision, q.unit.executes) {
             let tick = self.tick.fetch_add(1, Ordering::Relaxed);
             self.cluster.nodes[*node].set_last_served(tick + 1);

@@ -27,10 +27,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
     let monitor = crate::monitor::spawn(
         proxy.cluster.clone(),
         proxy.pools.clone(),
-        crate::monitor::Settings::from_config(&proxy.config),
+        crate::monitor::Settings::from_config(&proxy.config()),
+        proxy.lag_limits(),
         shutdown.clone(),
     );
-    let limit = Arc::new(Semaphore::new(proxy.config.max_client_conn));
+    let limit = Arc::new(Semaphore::new(proxy.config().max_client_conn));
     let next_id = AtomicU64::new(1);
     let mut backoff = Duration::from_millis(5);
     if let Ok(addr) = listener.local_addr() {

@@ -13,7 +13,7 @@ use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
 use super::state::TxnStatus;
-use super::{Held, Session};
+use super::{Held, LastRoute, Session};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
@@ -22,7 +22,20 @@ use crate::error::{Error, Violation};
 use crate::protocol::messages;
 use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
+use crate::router::rules::{By, Rule, RuleId, RuleOutcome, RuleRoute, Steer};
 use crate::router::{Question, Route};
+
+/// The session's [`steer::Ctx`], borrowed field by field.
+macro_rules! steer_ctx {
+    ($s:expr) => {
+        super::steer::Ctx {
+            rules: &mut $s.rules,
+            app: $s.reported.value("application_name").unwrap_or_default(),
+            in_transaction: $s.state.txn != TxnStatus::Idle,
+            session_route: $s.ryw.route(),
+        }
+    };
+}
 
 /// What routing needs to know about a unit, kept with it (for a retry).
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +102,8 @@ impl Session {
             awaiting_sync: self.state.awaiting_sync,
             only_hidden_pending: h.relay.only_hidden_pending(),
             only_capture_pending: h.relay.only_capture_pending(),
+            node_groups: h.conn.node().groups(),
+            node_drain: h.conn.node().drained(),
         })
     }
 
@@ -113,7 +128,7 @@ impl Session {
         hints: Hints,
     ) -> Traits {
         let policy = self.proxy.router.policy();
-        let (target, _) = decision::transaction_target(&unit, session, policy);
+        let (target, _) = decision::transaction_target(&unit, session, &policy);
         Traits {
             unit,
             target,
@@ -171,11 +186,27 @@ impl Session {
             self.state.defer_begin(frame);
             return Ok(true);
         }
+        let policy = self.proxy.router.policy();
+        let outcome = steer_ctx!(self).query(&policy.rules, &class, sql, &hints);
+        let steer = match outcome {
+            RuleOutcome::Steer(steer) => steer,
+            RuleOutcome::Block(rule) => {
+                if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+                    return Ok(false);
+                }
+                self.split_client()?;
+                let e = self.blocked(rule);
+                self.refuse_unit(&e, true);
+                return Ok(true);
+            }
+        };
+        self.notice_malformed_hints(&hints);
         let unit = UnitFacts {
             target: class.target,
             begin: class.lone_begin(),
             sets_read_only: class.sets_read_only(),
             executes: true,
+            steer,
         };
         let session = self.session_facts(&hints);
         let decision = self.decide(unit, session);
@@ -207,13 +238,39 @@ impl Session {
             .msgs
             .iter()
             .any(|m| matches!(m, ExtMsg::Execute { .. }));
+        let policy = self.proxy.router.policy();
+        let outcome = steer_ctx!(self).batch(&policy.rules, &self.batch.msgs, &self.batch.hints);
+        let steer = match outcome {
+            RuleOutcome::Steer(steer) => steer,
+            RuleOutcome::Block(rule) => {
+                if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+                    return Ok(false);
+                }
+                let batch = std::mem::take(&mut self.batch);
+                let ready = batch.msgs.iter().any(|m| {
+                    matches!(
+                        m,
+                        ExtMsg::Forward {
+                            kind: Some(ExpectKind::Sync),
+                            ..
+                        }
+                    )
+                });
+                self.forget_batch(batch.msgs);
+                let e = self.blocked(rule);
+                self.refuse_unit(&e, ready);
+                return Ok(true);
+            }
+        };
+        let hints = self.batch.hints;
+        self.notice_malformed_hints(&hints);
         let unit = UnitFacts {
             target: self.batch.target.unwrap_or(Target::Read),
             begin: self.batch.begin,
             sets_read_only: self.batch.starts_read_only,
             executes,
+            steer,
         };
-        let hints = self.batch.hints;
         let session = self.session_facts(&hints);
         let decision = self.decide(unit, session);
         if self.must_wait(&decision, to_server) {
@@ -246,6 +303,7 @@ impl Session {
             begin: None,
             sets_read_only: false,
             executes: true,
+            steer: Steer::Default,
         };
         let hints = Hints::default();
         let session = self.session_facts(&hints);
@@ -301,7 +359,7 @@ impl Session {
         let fresh = match decision {
             Decision::Held(reason) => {
                 if let Some(h) = &self.held {
-                    self.note_route(h.route, reason);
+                    self.note_route(h.route, reason, traits.unit);
                 }
                 false
             }
@@ -336,10 +394,80 @@ impl Session {
         }
     }
 
-    /// Remembers where the last unit went and why (`SHOW pgroute.last_route`).
-    fn note_route(&mut self, route: Route, reason: Reason) {
-        tracing::trace!(node = route.node(), %reason, "routed");
-        self.last_route = Some((route, reason));
+    /// Remembers where the last unit that runs a statement went and why (`SHOW
+    /// pgroute.last_route`); batches that only prepare, describe or close do not count.
+    fn note_route(&mut self, route: Route, reason: Reason, unit: UnitFacts) {
+        if !unit.executes {
+            return;
+        }
+        let steer = unit.steer;
+        let by = match steer.by() {
+            Some(By::Rule(id)) => self
+                .proxy
+                .router
+                .policy()
+                .rules
+                .rule(id)
+                .map(|r| r.name.clone()),
+            Some(By::Hint) => Some(Arc::from("hint")),
+            None => None,
+        };
+        tracing::trace!(node = route.node(), %reason, by = by.as_deref(), "routed");
+        self.last_route = Some(LastRoute { route, reason, by });
+    }
+
+    /// The error for a unit a `block` rule stopped.
+    fn blocked(&self, rule: RuleId) -> Error {
+        let policy = self.proxy.router.policy();
+        let (name, message) = match policy.rules.rule(rule) {
+            Some(Rule {
+                name,
+                route: RuleRoute::Block(message),
+                ..
+            }) => (name.to_string(), message.to_string()),
+            _ => (
+                String::new(),
+                "statement blocked by a pgroute rule".to_owned(),
+            ),
+        };
+        tracing::debug!(rule = name, "statement blocked");
+        Error::Blocked {
+            rule: name,
+            message,
+        }
+    }
+
+    /// A `pgroute.*` hint in a comment could not be read: it is ignored, and the client is
+    /// told with a WARNING notice (notices may come at any time).
+    fn notice_malformed_hints(&mut self, hints: &Hints) {
+        if hints.malformed {
+            messages::notice_response(
+                self.client.out(),
+                "WARNING",
+                "01000",
+                "pgroute: ignored a malformed pgroute.* hint in the statement's comment",
+            );
+        }
+    }
+
+    /// A batch that is answered here without reaching a server: the statements it prepared,
+    /// replaced or closed are as they were before it.
+    fn forget_batch(&mut self, msgs: Vec<ExtMsg>) {
+        for msg in msgs.into_iter().rev() {
+            match msg {
+                ExtMsg::ParseNamed { client_name, .. } => {
+                    self.statements.remove(&client_name);
+                }
+                ExtMsg::ParseUnnamed { replaces, .. } => self.unnamed = replaces,
+                ExtMsg::CloseNamed {
+                    client_name,
+                    closed: Some(stmt),
+                } => {
+                    self.statements.insert(client_name, stmt);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Writes a unit for the held connection: names rewritten, missing statements prepared.
@@ -428,7 +556,7 @@ impl Session {
             match pool.acquire_within(wait).await {
                 Ok(conn) => {
                     self.hold(conn, route, to_server);
-                    self.note_route(route, reason);
+                    self.note_route(route, reason, traits.unit);
                     return Ok(());
                 }
                 Err(e) => {

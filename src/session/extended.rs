@@ -124,6 +124,8 @@ impl Batch {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.hints.route = self.hints.route.or(hints.route);
+        self.hints.malformed |= hints.malformed;
     }
 
     fn note(&mut self, class: &Classification) {

@@ -113,9 +113,10 @@ fn reply_nodes(session: &mut Session, out: &mut BytesMut) {
 /// `SHOW pgroute.last_route`: the node the session's last unit went to and the router's reason
 /// (`pg2 (replica): replica`, `pg1 (primary): write`); empty before the first.
 fn last_route(session: &Session) -> String {
-    let Some((route, reason)) = session.last_route else {
+    let Some(last) = &session.last_route else {
         return String::new();
     };
+    let (route, reason) = (last.route, last.reason);
     let role = match route {
         crate::router::Route::Primary(_) => "primary",
         crate::router::Route::Replica(_) => "replica",
@@ -126,7 +127,11 @@ fn last_route(session: &Session) -> String {
         .nodes
         .get(route.node())
         .map_or("?", |n| n.name.as_str());
-    format!("{name} ({role}): {reason}")
+    match &last.by {
+        Some(by) if &**by == "hint" => format!("{name} ({role}): {reason} (hint)"),
+        Some(rule) => format!("{name} ({role}): {reason} (rule {rule})"),
+        None => format!("{name} ({role}): {reason}"),
+    }
 }
 
 /// Applies `pgroute.*` changes that reached a server inside a larger statement or through the

@@ -16,6 +16,7 @@ mod reported;
 pub mod startup;
 mod state;
 pub mod statements;
+mod steer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,6 +49,14 @@ struct Held {
     retry: Option<(dispatch::Unit, dispatch::Traits)>,
     /// A write was sent on it since the session last became idle.
     wrote: bool,
+}
+
+/// Where a unit went, why, and the rule (or "hint") that steered it.
+#[derive(Debug, Clone)]
+struct LastRoute {
+    route: Route,
+    reason: Reason,
+    by: Option<Arc<str>>,
 }
 
 /// One connected, authenticated client.
@@ -85,13 +94,16 @@ pub struct Session {
     /// The server sent a FATAL error, relayed to the client: the session ends.
     fatal: bool,
     /// Where the last unit went and why (`SHOW pgroute.last_route`).
-    last_route: Option<(Route, Reason)>,
+    last_route: Option<LastRoute>,
+    /// Who the session is for routing rules, and the rules it can match.
+    rules: steer::SessionRules,
     /// The router's buffer for node counters, kept across units.
     route_scratch: Vec<NodeFacts>,
 }
 
 /// Runs one client connection to its end.
 pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut client = Client::new(stream);
     let result = match startup::read_hello(&mut client).await {
         Ok(startup::Hello::Cancel { pid, secret }) => {
@@ -109,7 +121,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
                 user = params.get("user").map(String::as_str).unwrap_or(""),
                 db = params.get("database").map(String::as_str).unwrap_or(""),
             );
-            login(proxy, client, params, negotiate)
+            login(proxy, client, params, negotiate, peer)
                 .instrument(span)
                 .await
         }
@@ -137,6 +149,7 @@ async fn login(
     mut client: Client,
     startup_params: BTreeMap<String, String>,
     negotiate: Option<(i32, Vec<String>)>,
+    peer: Option<std::net::IpAddr>,
 ) -> LoginResult {
     if let Some((minor, options)) = negotiate {
         if let Err(e) = negotiate_version(&mut client, minor, options).await {
@@ -148,7 +161,8 @@ async fn login(
         .get("database")
         .cloned()
         .unwrap_or_else(|| user_name.clone());
-    let Some(user) = proxy.config.user(&user_name).cloned() else {
+    let config = proxy.config();
+    let Some(user) = config.user(&user_name).cloned() else {
         return Err((Error::UnknownRole(user_name), Some(client)));
     };
     let scram = proxy.scram_secret(&user);
@@ -166,7 +180,7 @@ async fn login(
         })
         .collect();
     let params = params::from_startup(&startup_params);
-    let consistency = &proxy.config.consistency;
+    let consistency = &config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
     for (name, value) in params::own_from_startup(&startup_params) {
         if let Err(e) = ryw.set(&name, &params::literal(&value)) {
@@ -174,6 +188,7 @@ async fn login(
         }
     }
     let mut session = Session::new(proxy, client, pools, params, ryw);
+    session.rules = steer::SessionRules::new(&user.name, &database, peer);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
@@ -208,7 +223,7 @@ impl Session {
         ryw: consistency::Session,
     ) -> Self {
         Session {
-            state: State::new(proxy.config.pool.mode == PoolMode::Session),
+            state: State::new(proxy.config().pool.mode == PoolMode::Session),
             proxy,
             client,
             reported: reported::Reported::default(),
@@ -228,6 +243,7 @@ impl Session {
             ryw,
             fatal: false,
             last_route: None,
+            rules: steer::SessionRules::default(),
             route_scratch: Vec::new(),
         }
     }

@@ -41,6 +41,11 @@ impl Reported {
         }
     }
 
+    /// The value the client was last told for `name` (as the server spells it).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.client.get(name).map(String::as_str)
+    }
+
     /// A ParameterStatus frame from the server.
     pub fn on_server_report(&mut self, frame: &[u8]) {
         let mut body = Body::of_frame(frame);

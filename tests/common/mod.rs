@@ -41,6 +41,8 @@ pub fn own_cluster() -> Cluster {
 /// pgroute running in-process; stopped when dropped.
 pub struct TestProxy {
     pub port: u16,
+    /// The running proxy (for reloads).
+    pub proxy: std::sync::Arc<Proxy>,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,6 +66,12 @@ impl TestProxy {
     /// Connects with tokio-postgres; the connection task is spawned on the current runtime.
     pub async fn connect(&self) -> tokio_postgres::Client {
         connect(&self.conn_str()).await
+    }
+
+    /// Reloads the proxy with a whole TOML document, as SIGHUP does with the file.
+    pub fn reload(&self, toml: &str) -> Result<(), String> {
+        let cfg = pgroute::config::from_toml_str(toml).map_err(|e| e.to_string())?;
+        self.proxy.reload(cfg).map_err(|e| e.to_string())
     }
 }
 
@@ -112,12 +120,13 @@ pub fn start_proxy_toml(toml: &str) -> TestProxy {
         rt.block_on(async move {
             let listener = server::bind(&cfg).await.expect("bind");
             let port = listener.local_addr().expect("addr").port();
-            tx.send(port).expect("send port");
+            let proxy = Proxy::new(cfg);
+            tx.send((port, proxy.clone())).expect("send port");
             let stopped = token.clone();
             // Sessions get a moment to finish after shutdown, as in `pgroute`'s own main: a
             // session stuck on a server that never answers fails its test instead of hanging it.
             tokio::select! {
-                _ = server::serve(Proxy::new(cfg), listener, token) => {}
+                _ = server::serve(proxy, listener, token) => {}
                 _ = async {
                     stopped.cancelled().await;
                     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -126,11 +135,12 @@ pub fn start_proxy_toml(toml: &str) -> TestProxy {
         });
         rt.shutdown_timeout(Duration::from_secs(1));
     });
-    let port = rx
+    let (port, proxy) = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("proxy started");
     TestProxy {
         port,
+        proxy,
         shutdown,
         thread: Some(thread),
     }

@@ -16,6 +16,7 @@ mod prepared;
 mod psql;
 mod reads;
 mod replicas_down;
+mod rules;
 mod transactions;
 mod writes;
 
@@ -26,7 +27,7 @@ use bytes::BytesMut;
 use common::raw::{self, RawConn, Reply};
 use common::{
     caught_up, cluster, on_primary, primary_port, psql, replica_ports, simple_rows, start_proxy,
-    TestProxy, PASSWORD, USER,
+    start_proxy_toml, TestProxy, PASSWORD, USER,
 };
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
 use tokio_postgres::{Client, NoTls};

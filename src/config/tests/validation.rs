@@ -234,6 +234,8 @@ fn host_port_accepts_names_ips_and_bracketed_ipv6() {
         addr: "[::1]:5433".into(),
         role: Role::Primary,
         weight: 1,
+        groups: Vec::new(),
+        drain: false,
     };
     assert_eq!(node.host_port(), Some(("::1", 5433)));
 }

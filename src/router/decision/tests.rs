@@ -35,6 +35,8 @@ fn nodes() -> Vec<NodeFacts> {
             up: true,
             outstanding: 0,
             last_served: 0,
+            drain: false,
+            groups: GroupSet::default(),
         })
         .collect()
 }
@@ -45,6 +47,10 @@ fn policy() -> Policy {
         balance: Balance::LeastOutstanding,
         when_all_lagging: WhenAllLagging::Primary,
         max_wait: Duration::ZERO,
+        max_bytes: 16_000_000,
+        max_time: Duration::from_secs(1),
+        rules: Arc::new(RuleSet::default()),
+        exclusive: GroupSet::default(),
     }
 }
 
@@ -54,6 +60,7 @@ fn unit(target: Target) -> UnitFacts {
         begin: None,
         sets_read_only: false,
         executes: true,
+        steer: Steer::Default,
     }
 }
 
@@ -121,6 +128,8 @@ fn held(route: Route) -> HeldFacts {
         awaiting_sync: false,
         only_hidden_pending: false,
         only_capture_pending: false,
+        node_groups: GroupSet::default(),
+        node_drain: false,
     }
 }
 
@@ -416,4 +425,232 @@ fn balancing_prefers_the_less_busy_replica() {
         c.decide(),
         Decision::Node(Route::Replica(2), Reason::Replica)
     );
+}
+
+// --- Groups, drain and steering by rules and hints.
+
+/// Node 2 in group 0 ("analytics"), with `exclusive` and `when_empty` as given.
+fn with_group(exclusive: bool, when_empty: WhenGroupEmpty) -> Case {
+    let mut c = Case::new(Target::Read);
+    let g = GroupId(0);
+    c.nodes[2].groups = GroupSet::default().with(g);
+    let rules = RuleSet {
+        rules: Vec::new(),
+        groups: vec![super::super::rules::Group {
+            name: "analytics".into(),
+            exclusive,
+            max_bytes: None,
+            max_time: None,
+            when_empty,
+        }],
+    };
+    c.policy.rules = Arc::new(rules);
+    if exclusive {
+        c.policy.exclusive = GroupSet::default().with(g);
+    }
+    c
+}
+
+const RULE: By = By::Rule(RuleId(3));
+
+#[test]
+fn a_read_steered_to_a_group_goes_to_its_replica_and_names_the_rule() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Replica(2), Reason::Rule(RuleId(3)))
+    );
+}
+
+#[test]
+fn other_reads_never_use_an_exclusive_groups_replica() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    for tick in 0..8 {
+        c.nodes[1].outstanding = tick;
+        assert_eq!(
+            c.decide(),
+            Decision::Node(Route::Replica(1), Reason::Replica),
+            "with {tick} reads on node 1"
+        );
+    }
+    // With the shared replica down, the read goes to the primary rather than the group.
+    c.nodes[1].up = false;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::NoReplica)
+    );
+}
+
+#[test]
+fn a_non_exclusive_groups_replica_also_takes_other_reads() {
+    let mut c = with_group(false, WhenGroupEmpty::Primary);
+    c.nodes[1].up = false;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Replica(2), Reason::Replica)
+    );
+}
+
+#[test]
+fn an_empty_group_does_what_when_empty_says() {
+    for (when, want) in [
+        (
+            WhenGroupEmpty::Primary,
+            Decision::Node(Route::Primary(0), Reason::NoReplica),
+        ),
+        (
+            WhenGroupEmpty::Replicas,
+            Decision::Node(Route::Replica(1), Reason::Replica),
+        ),
+        (
+            WhenGroupEmpty::Error,
+            Decision::Refuse(RouteError::GroupEmpty("analytics".into())),
+        ),
+    ] {
+        let mut c = with_group(true, when);
+        c.unit.steer = Steer::Group(GroupId(0), RULE);
+        c.nodes[2].up = false;
+        assert_eq!(c.decide(), want, "when_empty = {when}");
+    }
+}
+
+#[test]
+fn a_groups_own_lag_limits_decide_for_reads_routed_to_it() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    // Over the [lag] limits (the monitor's flag) but within the group's generous ones.
+    c.view.nodes[2].lagging = true;
+    c.view.nodes[2].lag_bytes = 500_000_000;
+    let mut rules = RuleSet::default();
+    rules.groups = c.policy.rules.groups.clone();
+    rules.groups[0].max_bytes = Some(1_000_000_000);
+    c.policy.rules = Arc::new(rules);
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Replica(2), Reason::Rule(RuleId(3)))
+    );
+    // Beyond them: the group is empty.
+    c.view.nodes[2].lag_bytes = 2_000_000_000;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::Lagging)
+    );
+}
+
+#[test]
+fn a_drained_replica_takes_no_new_reads() {
+    let mut c = Case::new(Target::Read);
+    c.nodes[1].drain = true;
+    for tick in 0..4 {
+        c.nodes[2].outstanding = tick;
+        assert_eq!(
+            c.decide(),
+            Decision::Node(Route::Replica(2), Reason::Replica)
+        );
+    }
+    c.nodes[2].drain = true;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::NoReplica)
+    );
+    // Not even as the least lagged one.
+    c.policy.when_all_lagging = WhenAllLagging::LeastLagged;
+    c.nodes[2].drain = false;
+    c.view.nodes[2].lagging = true;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Replica(2), Reason::LeastLagged)
+    );
+    c.nodes[2].drain = true;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::NoReplica)
+    );
+}
+
+#[test]
+fn steering_never_sends_a_write_to_a_replica() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    for steer in [
+        Steer::Group(GroupId(0), RULE),
+        Steer::Replica(By::Hint),
+        Steer::Primary(By::Hint),
+    ] {
+        c.unit = unit(Target::Write);
+        c.unit.steer = steer;
+        assert_eq!(
+            c.decide(),
+            Decision::Node(Route::Primary(0), Reason::Write),
+            "{steer:?}"
+        );
+    }
+}
+
+#[test]
+fn a_hint_or_rule_for_the_primary_takes_reads_there() {
+    let mut c = Case::new(Target::Read);
+    c.unit.steer = Steer::Primary(By::Hint);
+    assert_eq!(c.decide(), Decision::Node(Route::Primary(0), Reason::Hint));
+    c.unit.steer = Steer::Primary(RULE);
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::Rule(RuleId(3)))
+    );
+}
+
+#[test]
+fn steering_to_replicas_keeps_read_your_writes() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    c.session.read = needs_lsn(200);
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::ReadYourWrites)
+    );
+    c.unit.steer = Steer::Replica(By::Hint);
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::ReadYourWrites)
+    );
+}
+
+#[test]
+fn a_held_transaction_is_not_moved_by_steering() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    c.held = Some(HeldFacts {
+        kept_for: Some(Reason::Transaction),
+        ..held(Route::Primary(0))
+    });
+    assert_eq!(c.decide(), Decision::Held(Reason::Transaction));
+}
+
+#[test]
+fn a_read_joins_a_held_replica_only_if_it_may_be_steered_there() {
+    let mut c = with_group(true, WhenGroupEmpty::Primary);
+    // Held on node 1 (shared), a read steered to the group waits instead of joining it.
+    c.held = Some(held(Route::Replica(1)));
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    assert_eq!(c.decide(), Decision::WaitForHeld);
+    c.unit.steer = Steer::Default;
+    assert_eq!(c.decide(), Decision::Held(Reason::Pipelined));
+    // Held on the exclusive node 2: only group reads join it.
+    c.held = Some(HeldFacts {
+        node_groups: GroupSet::default().with(GroupId(0)),
+        ..held(Route::Replica(2))
+    });
+    assert_eq!(c.decide(), Decision::WaitForHeld);
+    c.unit.steer = Steer::Group(GroupId(0), RULE);
+    assert_eq!(c.decide(), Decision::Held(Reason::Pipelined));
+    // Nor a drained one; nor a replica at all for a read steered to the primary.
+    c.held = Some(HeldFacts {
+        node_drain: true,
+        node_groups: GroupSet::default().with(GroupId(0)),
+        ..held(Route::Replica(2))
+    });
+    assert_eq!(c.decide(), Decision::WaitForHeld);
+    c.held = Some(held(Route::Replica(1)));
+    c.unit.steer = Steer::Primary(By::Hint);
+    assert_eq!(c.decide(), Decision::WaitForHeld);
 }

@@ -1,0 +1,339 @@
+//! Routing rules, replica groups, `pgroute.route` hints, reload and drain, end to end: node 2 is
+//! in the `analytics` group; where each statement ran is asked of the server.
+
+use super::*;
+
+const REPORTS: &str = r#"
+[groups.analytics]
+exclusive = true
+when_empty = "primary"
+
+[[rules]]
+name = "metabase"
+application_name = "metabase*"
+route = "group:analytics"
+
+[[rules]]
+name = "events"
+tables = ["events_*"]
+route = "group:analytics"
+
+[[rules]]
+name = "no-truncate"
+query = "(?i)^\\s*truncate\\b"
+route = "block"
+message = "TRUNCATE is not allowed through pgroute"
+
+[[rules]]
+name = "admin"
+user = "app"
+application_name = "admin"
+route = "primary"
+"#;
+
+/// The shared cluster's config with `extra` appended and `node2` keys added to node 2.
+fn config(extra: &str, node2: &str) -> String {
+    config_nodes(extra, "", node2)
+}
+
+/// The same, with keys for node 1 too.
+fn config_nodes(extra: &str, node1: &str, node2: &str) -> String {
+    pgroute::demo::config_toml(cluster(), "127.0.0.1:0", USER, PASSWORD, extra)
+        .replace("name = \"node1\"\n", &format!("name = \"node1\"\n{node1}"))
+        .replace("name = \"node2\"\n", &format!("name = \"node2\"\n{node2}"))
+}
+
+fn analytics_config(extra: &str) -> String {
+    config(
+        &format!("{REPLICA_READS}{extra}"),
+        "groups = [\"analytics\"]\n",
+    )
+}
+
+async fn connect_as_app(proxy: &TestProxy, application_name: &str) -> Client {
+    common::connect(&format!(
+        "{} application_name={application_name}",
+        proxy.conn_str()
+    ))
+    .await
+}
+
+fn node_port(node: usize) -> i32 {
+    i32::from(cluster().port(node))
+}
+
+/// Where `sql` (a simple Query whose first column is `inet_server_port()`) ran.
+async fn port_of(client: &Client, sql: &str) -> i32 {
+    simple_rows(client, sql).await[0][0]
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{sql}: no port"))
+}
+
+async fn last_route(client: &Client) -> String {
+    simple_rows(client, "SHOW pgroute.last_route").await[0][0]
+        .clone()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_rule_keeps_its_reads_on_the_exclusive_group() {
+    let proxy = start_proxy_toml(&analytics_config(REPORTS));
+    let metabase = connect_as_app(&proxy, "metabase-x").await;
+    let oltp = connect_as_app(&proxy, "shop").await;
+    for _ in 0..12 {
+        let port = port_of(&metabase, "SELECT inet_server_port()").await;
+        assert_eq!(
+            port,
+            node_port(2),
+            "metabase's reads go to the analytics replica: {}",
+            last_route(&metabase).await
+        );
+        let (port, in_recovery) = server_of(&metabase).await;
+        assert_eq!(
+            (port, in_recovery),
+            (node_port(2), true),
+            "extended protocol too"
+        );
+        assert_eq!(
+            port_of(&oltp, "SELECT inet_server_port()").await,
+            node_port(1),
+            "other reads never use the exclusive replica"
+        );
+        let (port, _) = server_of(&oltp).await;
+        assert_eq!(port, node_port(1));
+    }
+    assert!(
+        last_route(&metabase).await.contains("(rule metabase)"),
+        "{}",
+        last_route(&metabase).await
+    );
+    // Writes from metabase still go to the primary.
+    let row = metabase
+        .query_one(
+            "SELECT inet_server_port() FROM (SELECT txid_current()) t",
+            &[],
+        )
+        .await
+        .expect("write-ish read");
+    assert_eq!(row.get::<_, i32>(0), primary_port());
+    // A session whose application_name changes is routed by its new name.
+    simple_rows(&oltp, "SET application_name = 'metabase-2'").await;
+    assert_eq!(
+        port_of(&oltp, "SELECT inet_server_port()").await,
+        node_port(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tables_rule_sends_a_join_touching_events_to_the_group() {
+    let proxy = start_proxy_toml(&analytics_config(REPORTS));
+    let client = proxy.connect().await;
+    simple_rows(
+        &client,
+        "CREATE TABLE IF NOT EXISTS rules_orders (id int); \
+         CREATE TABLE IF NOT EXISTS events_2026 (id int);",
+    )
+    .await;
+    caught_up();
+    let join = "SELECT inet_server_port() FROM (SELECT 1) one \
+                LEFT JOIN rules_orders o ON true LEFT JOIN events_2026 e ON e.id = o.id LIMIT 1";
+    for _ in 0..6 {
+        assert_eq!(port_of(&client, join).await, node_port(2), "{join}");
+        let plain = "SELECT inet_server_port() FROM (SELECT 1) one LEFT JOIN rules_orders o ON true LIMIT 1";
+        assert_eq!(port_of(&client, plain).await, node_port(1), "{plain}");
+    }
+    assert!(last_route(&client)
+        .await
+        .contains("node1 (replica): replica"));
+    let stmt = client.prepare(join).await.expect("prepare");
+    let row = client.query_one(&stmt, &[]).await.expect("execute");
+    assert_eq!(row.get::<_, i32>(0), node_port(2), "prepared");
+    assert!(last_route(&client).await.contains("(rule events)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_rule_answers_42501_with_its_message() {
+    on_primary(
+        "CREATE TABLE IF NOT EXISTS rules_blocked (id int); INSERT INTO rules_blocked VALUES (1);",
+    );
+    let proxy = start_proxy_toml(&analytics_config(REPORTS));
+    let client = proxy.connect().await;
+    for result in [
+        client
+            .simple_query("TRUNCATE rules_blocked")
+            .await
+            .map(|_| ()),
+        client
+            .execute("  truncate rules_blocked", &[])
+            .await
+            .map(|_| ()),
+    ] {
+        let e = result.expect_err("blocked");
+        let db = db_error(&e);
+        assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+        assert_eq!(db.message(), "TRUNCATE is not allowed through pgroute");
+    }
+    assert_eq!(on_primary("SELECT count(*) FROM rules_blocked"), "1");
+    // The session goes on, and a prepared statement the blocked batch parsed is not left behind.
+    assert_eq!(
+        simple_rows(&client, "SELECT 1").await[0][0].as_deref(),
+        Some("1")
+    );
+    let stmt = client
+        .prepare("SELECT 2")
+        .await
+        .expect("prepare after a block");
+    assert_eq!(
+        client
+            .query_one(&stmt, &[])
+            .await
+            .expect("run")
+            .get::<_, i32>(0),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_force_the_primary_or_a_group_and_set_lasts_until_reset() {
+    let proxy = start_proxy_toml(&analytics_config(REPORTS));
+    let client = connect_as_app(&proxy, "shop").await;
+    let read = "SELECT inet_server_port()";
+    let hinted = |h: &str| format!("/* pgroute.route={h} */ {read}");
+    assert_eq!(port_of(&client, &hinted("primary")).await, primary_port());
+    assert!(last_route(&client).await.contains("node0 (primary): hint"));
+    assert_eq!(
+        port_of(&client, &hinted("group:analytics")).await,
+        node_port(2)
+    );
+    let row = client
+        .query_one(hinted("group:analytics").as_str(), &[])
+        .await
+        .expect("extended, hinted");
+    assert_eq!(row.get::<_, i32>(0), node_port(2));
+    // A hint does not move a write.
+    simple_rows(&client, "CREATE TABLE IF NOT EXISTS rules_hinted (id int)").await;
+    caught_up();
+    let n = client
+        .execute(
+            "/* pgroute.route=group:analytics */ INSERT INTO rules_hinted VALUES (1)",
+            &[],
+        )
+        .await
+        .expect("hinted write runs on the primary");
+    assert_eq!(n, 1);
+    // A malformed hint is ignored, with a warning; the statement runs as usual.
+    let msgs = client
+        .simple_query("/* pgroute.route=nowhere */ SELECT inet_server_port()")
+        .await
+        .expect("malformed hint ignored");
+    assert!(!msgs.is_empty());
+    // Session-wide.
+    simple_rows(&client, "SET pgroute.route = 'primary'").await;
+    for _ in 0..4 {
+        assert_eq!(port_of(&client, read).await, primary_port());
+    }
+    assert_eq!(
+        simple_rows(&client, "SHOW pgroute.route").await[0][0].as_deref(),
+        Some("primary")
+    );
+    // The statement's own hint wins over the session's.
+    assert_eq!(
+        port_of(&client, &hinted("group:analytics")).await,
+        node_port(2)
+    );
+    simple_rows(&client, "RESET pgroute.route").await;
+    for _ in 0..4 {
+        assert_eq!(port_of(&client, read).await, node_port(1));
+    }
+    let e = client
+        .simple_query("SET pgroute.route = 'sideways'")
+        .await
+        .expect_err("bad route");
+    assert_eq!(db_error(&e).code(), &SqlState::INVALID_PARAMETER_VALUE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_weights_and_rules_without_reconnecting() {
+    // No groups at first: both replicas share reads, node 2 with no weight.
+    let first = config(REPLICA_READS, "weight = 0\n");
+    let proxy = start_proxy_toml(&first);
+    let client = connect_as_app(&proxy, "metabase-1").await;
+    for _ in 0..8 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(1)
+        );
+    }
+    // A bad file is refused and changes nothing.
+    let bad = format!("{first}\n[[rules]]\nname = \"x\"\nkind = \"write\"\nroute = \"replica\"\n");
+    let e = proxy.reload(&bad).expect_err("unsafe rule refused");
+    assert!(e.contains("rules[0].route"), "{e}");
+    let moved = config(REPLICA_READS, "weight = 1\n")
+        .replace("name = \"node1\"\n", "name = \"node1\"\nweight = 0\n");
+    let e = proxy
+        .reload(&moved.replace("name = \"node2\"", "name = \"node9\""))
+        .expect_err("renamed node refused");
+    assert!(e.contains("restart"), "{e}");
+    for _ in 0..4 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(1)
+        );
+    }
+    // Re-weighted: node 2 takes the reads, on the same client connection.
+    proxy.reload(&moved).expect("reload weights");
+    for _ in 0..8 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(2)
+        );
+    }
+    // A rule added by reload: this application's reads go to the primary.
+    let with_rule = format!(
+        "{moved}\n[[rules]]\nname = \"mb\"\napplication_name = \"metabase*\"\nroute = \"primary\"\n"
+    );
+    proxy.reload(&with_rule).expect("reload rules");
+    assert_eq!(
+        port_of(&client, "SELECT inet_server_port()").await,
+        primary_port()
+    );
+    assert!(last_route(&client).await.contains("(rule mb)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_replica_finishes_its_long_read_and_takes_no_new_ones() {
+    // Node 1 takes no reads at first, so the long read goes to node 2.
+    let proxy = start_proxy_toml(&config_nodes(REPLICA_READS, "weight = 0\n", ""));
+    let long = proxy.connect().await;
+    let started = std::time::Instant::now();
+    let long_read = tokio::spawn(async move {
+        let rows = simple_rows(&long, "SELECT inet_server_port(), pg_sleep(2)").await;
+        rows[0][0].clone()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy
+        .reload(&config(REPLICA_READS, "drain = true\n"))
+        .expect("drain node 2, node 1 back to weight 1");
+    let client = proxy.connect().await;
+    for _ in 0..10 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(1)
+        );
+    }
+    let port = long_read.await.expect("long read task");
+    assert_eq!(
+        port,
+        Some(node_port(2).to_string()),
+        "the running read finished on node 2"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    // Undrained: node 2 takes reads again.
+    proxy.reload(&config(REPLICA_READS, "")).expect("undrain");
+    let mut ports = BTreeSet::new();
+    for _ in 0..10 {
+        ports.insert(port_of(&client, "SELECT inet_server_port()").await);
+    }
+    assert!(ports.contains(&node_port(2)), "{ports:?}");
+}
