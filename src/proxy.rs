@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::pool::PoolSettings;
 use crate::backend::{Cluster, Pools};
+use crate::catalog::FunctionCatalog;
 use crate::config::{Config, UserConfig};
 use crate::router::decision::Policy;
 use crate::router::Router;
@@ -24,6 +25,8 @@ pub struct Proxy {
     pub pools: Arc<Pools>,
     pub registry: Registry,
     pub classes: ClassCache,
+    /// Whether the functions reads call are VOLATILE (the primary's `pg_proc`, cached).
+    pub functions: FunctionCatalog,
     pub cancels: Arc<cancel::Registry>,
     scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
 }
@@ -47,6 +50,7 @@ impl Proxy {
                     max_wait: config.consistency.max_wait,
                 },
             ),
+            functions: FunctionCatalog::new(&config, cluster.clone()),
             cluster,
             pools: Arc::new(Pools::new(settings)),
             registry: Registry::default(),

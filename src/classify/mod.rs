@@ -16,6 +16,7 @@
 //! others; a small keyword-level fallback covers the session and
 //! transaction forms PostgreSQL accepts but sqlparser 0.64 does not.
 
+pub mod calls;
 mod fallback;
 pub mod fingerprint;
 pub mod functions;
@@ -31,6 +32,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+pub use calls::FnName;
 use tokens::StatementTokens;
 
 /// Where a statement may run.
@@ -161,6 +163,13 @@ pub struct Classification {
     /// The text is one `DEALLOCATE [PREPARE] name` (not `ALL`): that name, case-folded as
     /// PostgreSQL folds identifiers.
     pub deallocate: Option<String>,
+    /// When `target` is `Read`: the functions it calls that are not known built-ins (see
+    /// [`calls::READ_ONLY_BUILTINS`]), each once. The function catalog decides whether one of
+    /// them makes it a write. Empty for a write.
+    pub functions: Vec<FnName>,
+    /// A statement creates, replaces, alters or drops functions (see
+    /// [`calls::changes_functions`]): answers cached about functions may be stale after it.
+    pub changes_functions: bool,
 }
 
 /// Classify one query string (one or more `;`-separated statements).
@@ -179,6 +188,10 @@ pub fn classify(sql: &str) -> Classification {
     let mut classification = Classification::empty();
     for piece in split_statements(&dialect, &tokens) {
         classification.absorb(classify_piece(&piece));
+    }
+    if classification.target == Target::Write {
+        // Only a read may go to a replica: a write's functions do not matter.
+        classification.functions = Vec::new();
     }
     classification
 }
@@ -229,6 +242,8 @@ impl Classification {
             statements: 0,
             parsed: true,
             deallocate: None,
+            functions: Vec::new(),
+            changes_functions: false,
         }
     }
 
@@ -259,6 +274,14 @@ impl Classification {
         };
         self.statements += 1;
         self.parsed &= class.understood;
+        self.changes_functions |= class.changes_functions;
+        if self.target == Target::Read {
+            for f in class.functions {
+                if !self.functions.contains(&f) {
+                    self.functions.push(f);
+                }
+            }
+        }
     }
 }
 
@@ -275,6 +298,10 @@ struct StatementClass {
     discard_all: bool,
     /// `DEALLOCATE name` (not `ALL`): the statement name, case-folded as PostgreSQL does.
     deallocate: Option<String>,
+    /// For a read: the functions it calls that are not known built-ins.
+    functions: Vec<FnName>,
+    /// It creates, replaces, alters or drops functions.
+    changes_functions: bool,
 }
 
 impl StatementClass {
@@ -401,15 +428,19 @@ fn classify_piece(piece: &Piece<'_>) -> StatementClass {
         Some(statement) => statement::classify_statement(statement, &piece.tokens),
         None => fallback::classify_unparsed(&piece.tokens),
     };
-    let calls = functions::scan_calls(&piece.tokens);
-    if calls.side_effect || tokens::has_locking_clause(&piece.tokens) {
+    let effects = functions::scan_calls(&piece.tokens);
+    if effects.side_effect || tokens::has_locking_clause(&piece.tokens) {
         class.read = false;
     }
-    if calls.session_advisory_lock {
+    if effects.session_advisory_lock {
         class.pin = class.pin.or(Some(PinReason::AdvisoryLock));
     }
-    if calls.unlock_all {
+    if effects.unlock_all {
         class.releases = class.releases.union(PinSet::of(PinReason::AdvisoryLock));
     }
+    if let (true, Some(statement)) = (class.read && class.understood, &piece.statement) {
+        class.functions = calls::called_functions(statement);
+    }
+    class.changes_functions = calls::changes_functions(&piece.tokens);
     class
 }

@@ -171,8 +171,13 @@ impl Session {
             self.state.defer_begin(frame);
             return Ok(true);
         }
+        if class.changes_functions {
+            self.on_function_ddl();
+        }
         let unit = UnitFacts {
-            target: class.target,
+            target: self
+                .judge_functions(class.target, std::slice::from_ref(&class))
+                .await,
             begin: class.lone_begin(),
             sets_read_only: class.sets_read_only(),
             executes: true,
@@ -207,8 +212,12 @@ impl Session {
             .msgs
             .iter()
             .any(|m| matches!(m, ExtMsg::Execute { .. }));
+        if self.batch.changes_functions {
+            self.on_function_ddl();
+        }
+        let target = self.batch.target.unwrap_or(Target::Read);
         let unit = UnitFacts {
-            target: self.batch.target.unwrap_or(Target::Read),
+            target: self.judge_functions(target, &self.batch.calls).await,
             begin: self.batch.begin,
             sets_read_only: self.batch.starts_read_only,
             executes,
