@@ -195,8 +195,6 @@ pub struct FunctionCatalog {
     cluster: Arc<Cluster>,
     settings: ArcSwap<Settings>,
     databases: Mutex<HashMap<String, Arc<DatabaseFunctions>>>,
-    /// Lookups are failing: set when the failure is logged, cleared (and logged) when one works.
-    failing: AtomicBool,
 }
 
 /// The answers about one database's functions, and its lookup connection.
@@ -208,6 +206,8 @@ pub struct DatabaseFunctions {
     conn: tokio::sync::Mutex<Option<CatalogConn>>,
     /// After a failed lookup: when the next may be tried.
     retry_at: Mutex<Option<Instant>>,
+    /// Lookups are failing: set when the failure is logged, cleared (and logged) when one works.
+    failing: AtomicBool,
 }
 
 /// The lookup connection to one node.
@@ -222,7 +222,6 @@ impl FunctionCatalog {
             cluster,
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             databases: Mutex::new(HashMap::new()),
-            failing: AtomicBool::new(false),
         }
     }
 
@@ -236,6 +235,7 @@ impl FunctionCatalog {
                     answers: ArcSwap::from_pointee(Answers::new(ANSWERS_PER_DATABASE)),
                     conn: tokio::sync::Mutex::new(None),
                     retry_at: Mutex::new(None),
+                    failing: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -305,7 +305,7 @@ impl FunctionCatalog {
         };
         match self.look_up(db, f, settings).await {
             Ok(v) => {
-                if self.failing.swap(false, Ordering::Relaxed) {
+                if db.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(database = %db.database, "function lookups work again");
                 }
                 tracing::debug!(database = %db.database, function = %f, answer = ?v, "function looked up");
@@ -316,9 +316,9 @@ impl FunctionCatalog {
                 drop(guard);
                 if !matches!(e, LookupError::Pausing) {
                     db.pause();
-                    if !self.failing.swap(true, Ordering::Relaxed) {
+                    if !db.failing.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
-                            database = %db.database, function = %f, error = %e,
+                            database = %db.database, function = %f, error = %chain(&e),
                             "cannot look functions up in the primary's catalog: reads calling \
                              functions not looked up yet go to the primary"
                         );
@@ -410,6 +410,18 @@ impl FunctionCatalog {
         });
         Ok(client)
     }
+}
+
+/// An error with its causes (tokio-postgres says only "db error" at the top).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl DatabaseFunctions {

@@ -314,3 +314,54 @@ async fn with_builtin_functions_only_a_writing_function_goes_to_a_replica() {
     );
     assert_eq!(logged("fn_builtin"), "1");
 }
+
+/// When the primary's catalog cannot be asked, a read calling a function not looked up yet goes
+/// to the primary (the safe side), and keeps going there while lookups fail. Here the lookup
+/// login (the monitor's) may not connect to the client's database; elsewhere lookups work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_sends_the_read_to_the_primary() {
+    ensure_role("fn_monitor", "fn-monitor-secret");
+    on_primary("GRANT pg_monitor TO fn_monitor");
+    if on_primary("SELECT count(*) FROM pg_database WHERE datname = 'fn_faildb'") == "0" {
+        on_primary(&format!("CREATE DATABASE fn_faildb OWNER {USER}"));
+    }
+    on_primary("REVOKE CONNECT ON DATABASE fn_faildb FROM PUBLIC");
+    on_primary(&format!("GRANT CONNECT ON DATABASE fn_faildb TO {USER}"));
+    create_functions(
+        "fn_fail",
+        "CREATE OR REPLACE FUNCTION fn_fail_stable() RETURNS int LANGUAGE sql STABLE AS \
+         $$ SELECT inet_server_port() $$;",
+    );
+    let proxy = start_proxy(
+        cluster(),
+        &format!(
+            "{}\n[monitor]\nuser = \"fn_monitor\"\npassword = \"fn-monitor-secret\"\n",
+            functions_config("")
+        ),
+    );
+    let faildb = common::connect(&conn_str(proxy.port, USER, Some(PASSWORD), "fn_faildb")).await;
+    faildb
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION fn_fail_stable() RETURNS int LANGUAGE sql STABLE AS \
+             $$ SELECT inet_server_port() $$",
+        )
+        .await
+        .expect("create the function in fn_faildb");
+    caught_up();
+    for _ in 0..CALLS {
+        assert_on_primary(
+            "a STABLE function whose lookup fails",
+            call_simple(&faildb, "fn_fail_stable()").await,
+        );
+        // Built-ins need no lookup: still on a replica.
+        assert_on_replica("a built-in", call_simple(&faildb, "now()").await);
+    }
+    // In a database the lookup login may use, the same function stays on a replica.
+    let client = proxy.connect().await;
+    for _ in 0..CALLS {
+        assert_on_replica(
+            "a STABLE function looked up",
+            call_simple(&client, "fn_fail_stable()").await,
+        );
+    }
+}
