@@ -8,8 +8,9 @@
 //! [`functions::SIDE_EFFECT_FUNCTIONS`]); everything else, including text
 //! that cannot be parsed, is [`Target::Write`]. Alongside the target it
 //! reports what the session layer must track: transaction control, session
-//! parameter changes, and state that pins the session to one server
-//! connection.
+//! parameter changes, state that pins the session to one server
+//! connection, and the functions a read calls that are not known built-ins
+//! ([`calls`]), which the function catalog ([`crate::catalog`]) judges.
 //!
 //! The text is tokenized and parsed with sqlparser's PostgreSQL dialect one
 //! statement at a time, so a statement sqlparser rejects does not hide the
