@@ -308,7 +308,10 @@ impl FunctionCatalog {
                 if db.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(database = %db.database, "function lookups work again");
                 }
-                tracing::debug!(database = %db.database, function = %f, answer = ?v, "function looked up");
+                tracing::debug!(
+                    database = %db.database, function = %f, answer = ?v,
+                    "function looked up"
+                );
                 let _ = guard.insert(v);
                 v
             }
@@ -316,6 +319,10 @@ impl FunctionCatalog {
                 drop(guard);
                 if !matches!(e, LookupError::Pausing) {
                     db.pause();
+                    // A connection that failed a lookup (or timed out) is not trusted again.
+                    if let Ok(mut conn) = db.conn.try_lock() {
+                        *conn = None;
+                    }
                     if !db.failing.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             database = %db.database, function = %f, error = %chain(&e),

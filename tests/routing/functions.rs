@@ -129,8 +129,8 @@ async fn a_plpgsql_function_that_writes_called_from_select_runs_on_the_primary()
     create_functions(
         "fn_plpgsql",
         "CREATE OR REPLACE FUNCTION fn_plpgsql_write(n int) RETURNS int LANGUAGE plpgsql AS $$ \
-         BEGIN INSERT INTO fn_plpgsql_log (port) SELECT inet_server_port() FROM generate_series(1, n); \
-         RETURN n; END $$;",
+         BEGIN INSERT INTO fn_plpgsql_log (port) \
+         SELECT inet_server_port() FROM generate_series(1, n); RETURN n; END $$;",
     );
     let proxy = start_proxy(cluster(), &functions_config(""));
     let client = proxy.connect().await;
@@ -203,7 +203,8 @@ async fn write_functions_force_the_primary_and_read_functions_allow_a_replica() 
     let proxy = start_proxy(
         cluster(),
         &functions_config(
-            "write_functions = [\"FN_LISTS_STABLE\"]\nread_functions = [\"public.fn_lists_harmless\"]",
+            "write_functions = [\"FN_LISTS_STABLE\"]\n\
+             read_functions = [\"public.fn_lists_harmless\"]",
         ),
     );
     let client = proxy.connect().await;
@@ -364,4 +365,31 @@ async fn a_failed_lookup_sends_the_read_to_the_primary() {
             call_simple(&client, "fn_fail_stable()").await,
         );
     }
+}
+
+/// Sessions calling a function nobody has looked up yet, all at once, share its lookup: each
+/// call waits for the same answer and runs on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_all_go_to_the_primary() {
+    create_functions(
+        "fn_concurrent",
+        "CREATE OR REPLACE FUNCTION fn_concurrent_write() RETURNS int LANGUAGE sql AS \
+         $$ INSERT INTO fn_concurrent_log (port) VALUES (inet_server_port()) RETURNING port $$;",
+    );
+    let proxy = start_proxy(cluster(), &functions_config(""));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(proxy.connect().await);
+    }
+    let calls = clients.iter().enumerate().map(|(i, c)| async move {
+        if i % 2 == 0 {
+            call_simple(c, "fn_concurrent_write()").await
+        } else {
+            call_extended(c, "fn_concurrent_write()").await
+        }
+    });
+    for result in futures::future::join_all(calls).await {
+        assert_on_primary("a concurrent first call", result);
+    }
+    assert_eq!(logged("fn_concurrent"), "8");
 }
