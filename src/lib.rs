@@ -8,7 +8,9 @@
 //!   reads its messages. A simple Query, or an extended-protocol batch up to Sync/Flush, is one
 //!   unit of work.
 //! - [`classify`] decides, purely from the SQL text (sqlparser), whether a statement is provably
-//!   a read; results are cached per statement text and per prepared statement.
+//!   a read; results are cached per statement text and per prepared statement. A read that
+//!   calls functions it does not know as built-ins is checked against [`catalog`] (the
+//!   primary's `pg_proc`, asked once per name) and goes to the primary when one is VOLATILE.
 //! - [`router`] turns the class, the session's transaction state and the cluster's live state
 //!   into a [`router::Route`]: the primary, or one replica chosen by weight and load.
 //! - [`backend`] lends the session a raw, authenticated server connection from the pool of that
@@ -24,6 +26,7 @@
 //! [`testbed`] starts a throwaway local cluster for `pgroute demo` and the tests.
 
 pub mod backend;
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod consistency;

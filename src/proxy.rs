@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::backend::pool::PoolSettings;
 use crate::backend::{Cluster, Pools};
+use crate::catalog::FunctionCatalog;
 use crate::config::{Config, UserConfig};
 use crate::monitor::LagLimits;
 use crate::router::decision::Policy;
@@ -30,6 +31,8 @@ pub struct Proxy {
     pub pools: Arc<Pools>,
     pub registry: Registry,
     pub classes: ClassCache,
+    /// Whether the functions reads call are VOLATILE (the primary's `pg_proc`, cached).
+    pub functions: FunctionCatalog,
     pub cancels: Arc<cancel::Registry>,
     /// The `[lag]` limits, for the monitor.
     lag_limits: tokio::sync::watch::Sender<LagLimits>,
@@ -59,6 +62,7 @@ impl Proxy {
         let (lag_limits, _) = tokio::sync::watch::channel(lag_limits(&config));
         Arc::new(Proxy {
             router: Router::new(cluster.clone(), Policy::new(&config, rules)),
+            functions: FunctionCatalog::new(&config, cluster.clone()),
             cluster,
             pools: Arc::new(Pools::new(settings)),
             registry: Registry::default(),
@@ -105,6 +109,7 @@ impl Proxy {
             }
         }
         self.router.set_policy(Policy::new(&new, rules));
+        self.functions.reconfigure(&new);
         self.lag_limits.send_replace(lag_limits(&new));
         for (key, same) in [
             ("listen", old.listen == new.listen),

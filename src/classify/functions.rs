@@ -12,8 +12,8 @@ use super::tokens::StatementTokens;
 /// a replica fails (or, for `currval`, silently reads another connection's
 /// state). Names are matched ASCII case-insensitively, with or without a
 /// schema (`pg_catalog.nextval`); `*` matches any run of characters.
-/// User-defined functions are invisible here: a function that writes must be
-/// called inside a transaction or routed by hint.
+/// User-defined functions are judged by the primary's catalog instead (see
+/// [`super::calls`] and [`crate::catalog`]).
 pub const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     // Sequences: nextval/setval write; currval/lastval read this connection's state.
     "nextval",
@@ -127,7 +127,7 @@ pub fn is_side_effect_function(name: &str) -> bool {
 }
 
 /// Match `name` against a pattern with at most one `*`.
-fn matches_pattern(pattern: &str, name: &str) -> bool {
+pub(super) fn matches_pattern(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((prefix, suffix)) => {

@@ -8,14 +8,16 @@
 //! [`functions::SIDE_EFFECT_FUNCTIONS`]); everything else, including text
 //! that cannot be parsed, is [`Target::Write`]. Alongside the target it
 //! reports what the session layer must track: transaction control, session
-//! parameter changes, and state that pins the session to one server
-//! connection.
+//! parameter changes, state that pins the session to one server
+//! connection, and the functions a read calls that are not known built-ins
+//! ([`calls`]), which the function catalog ([`crate::catalog`]) judges.
 //!
 //! The text is tokenized and parsed with sqlparser's PostgreSQL dialect one
 //! statement at a time, so a statement sqlparser rejects does not hide the
 //! others; a small keyword-level fallback covers the session and
 //! transaction forms PostgreSQL accepts but sqlparser 0.64 does not.
 
+pub mod calls;
 mod fallback;
 pub mod fingerprint;
 pub mod functions;
@@ -32,6 +34,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+pub use calls::FnName;
 use tokens::StatementTokens;
 
 /// Where a statement may run.
@@ -168,6 +171,13 @@ pub struct Classification {
     /// The tables the statements name, as `schema.name` or `name` (unquoted identifiers
     /// lower-cased), each once; empty for statements sqlparser could not parse.
     pub tables: Vec<String>,
+    /// When `target` is `Read`: the functions it calls that are not known built-ins (see
+    /// [`calls::READ_ONLY_BUILTINS`]), each once. The function catalog decides whether one of
+    /// them makes it a write. Empty for a write.
+    pub functions: Vec<FnName>,
+    /// A statement creates, replaces, alters or drops functions (see
+    /// [`calls::changes_functions`]): answers cached about functions may be stale after it.
+    pub changes_functions: bool,
 }
 
 /// Classify one query string (one or more `;`-separated statements).
@@ -186,6 +196,10 @@ pub fn classify(sql: &str) -> Classification {
     let mut classification = Classification::empty();
     for piece in split_statements(&dialect, &tokens) {
         classification.absorb(classify_piece(&piece));
+    }
+    if classification.target == Target::Write {
+        // Only a read may go to a replica: a write's functions do not matter.
+        classification.functions = Vec::new();
     }
     classification
 }
@@ -238,6 +252,8 @@ impl Classification {
             deallocate: None,
             ddl: false,
             tables: Vec::new(),
+            functions: Vec::new(),
+            changes_functions: false,
         }
     }
 
@@ -274,6 +290,14 @@ impl Classification {
                 self.tables.push(table);
             }
         }
+        self.changes_functions |= class.changes_functions;
+        if self.target == Target::Read {
+            for f in class.functions {
+                if !self.functions.contains(&f) {
+                    self.functions.push(f);
+                }
+            }
+        }
     }
 }
 
@@ -292,6 +316,10 @@ struct StatementClass {
     deallocate: Option<String>,
     ddl: bool,
     tables: Vec<String>,
+    /// For a read: the functions it calls that are not known built-ins.
+    functions: Vec<FnName>,
+    /// It creates, replaces, alters or drops functions.
+    changes_functions: bool,
 }
 
 impl StatementClass {
@@ -418,19 +446,23 @@ fn classify_piece(piece: &Piece<'_>) -> StatementClass {
         Some(statement) => statement::classify_statement(statement, &piece.tokens),
         None => fallback::classify_unparsed(&piece.tokens),
     };
-    let calls = functions::scan_calls(&piece.tokens);
-    if calls.side_effect || tokens::has_locking_clause(&piece.tokens) {
+    let effects = functions::scan_calls(&piece.tokens);
+    if effects.side_effect || tokens::has_locking_clause(&piece.tokens) {
         class.read = false;
     }
-    if calls.session_advisory_lock {
+    if effects.session_advisory_lock {
         class.pin = class.pin.or(Some(PinReason::AdvisoryLock));
     }
-    if calls.unlock_all {
+    if effects.unlock_all {
         class.releases = class.releases.union(PinSet::of(PinReason::AdvisoryLock));
     }
     class.ddl = tables::is_ddl(&piece.tokens);
     if let Some(statement) = &piece.statement {
         tables::relations(statement, &mut class.tables);
     }
+    if let (true, Some(statement)) = (class.read && class.understood, &piece.statement) {
+        class.functions = calls::called_functions(statement);
+    }
+    class.changes_functions = calls::changes_functions(&piece.tokens);
     class
 }

@@ -13,6 +13,10 @@ pub const ENV_PREFIX: &str = "PGROUTE";
 /// Top-level keys holding a plain value, settable as `PGROUTE_<KEY>`.
 const TOP_LEVEL_VALUES: &[&str] = &["listen", "max_client_conn"];
 
+/// Lists of names, set from the environment as comma-separated values
+/// (`PGROUTE_ROUTING__WRITE_FUNCTIONS=audit.log_it,touch`).
+const LIST_VALUES: &[&str] = &["routing.write_functions", "routing.read_functions"];
+
 /// Arrays of tables, which only the file can set.
 const FILE_ONLY: &[&str] = &["users", "nodes", "groups", "rules"];
 
@@ -51,9 +55,14 @@ pub(super) fn load_with_env(
         // Always TOML, whatever the file is called.
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
-    let environment = Environment::with_prefix(ENV_PREFIX)
+    let mut environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
+        .list_separator(",");
+    for key in LIST_VALUES {
+        environment = environment.with_list_parse_key(key);
+    }
+    let environment = environment
         // Numbers are parsed here ("5" for a usize field); a string field given "12345" still
         // gets text, as the `config` crate turns numbers back into strings on demand.
         .try_parsing(true)

@@ -313,6 +313,18 @@ pub struct RoutingConfig {
     pub balance: Balance,
     /// Where `BEGIN READ ONLY` transactions go: `"primary"` (default) or `"replica"`.
     pub read_only_transactions: ReadOnlyTxnRoute,
+    /// How pgroute tells whether a function a read calls writes: `"catalog"` (default: asks the
+    /// primary's `pg_proc` once per name and sends reads calling a VOLATILE function to the
+    /// primary) or `"builtin"` (only the built-in side-effecting functions it knows by name).
+    pub functions: FunctionLookup,
+    /// Functions that always send a read calling them to the primary, whatever the catalog
+    /// says: `"name"` (in any schema) or `"schema.name"`, matched case-insensitively.
+    /// Default: none.
+    pub write_functions: Vec<String>,
+    /// Functions a read may call on a replica although the catalog says VOLATILE (they do not
+    /// write): same form as `write_functions`, which wins when both name a function. They
+    /// cannot make a built-in side-effecting function (`nextval`, …) a read. Default: none.
+    pub read_functions: Vec<String>,
 }
 
 /// `[consistency]`: read-your-writes.
@@ -380,7 +392,6 @@ pub struct GroupConfig {
     /// Where a read routed to the group goes when none of its nodes may take it.
     pub when_empty: WhenGroupEmpty,
 }
-
 
 /// One `[[rules]]` entry. Every matcher given must match; an absent one matches anything.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -566,6 +577,17 @@ config_enum! {
         Replica = "replica",
     }
     default = Primary
+}
+
+config_enum! {
+    /// How pgroute finds the functions that write (`routing.functions`).
+    FunctionLookup {
+        /// Looks the functions a read calls up in the primary's `pg_proc`.
+        Catalog = "catalog",
+        /// Only the built-in side-effecting functions known by name.
+        Builtin = "builtin",
+    }
+    default = Catalog
 }
 
 config_enum! {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AuthMethod, Config, ConfigError, ConsistencyConfig, LagConfig, NodeConfig, PoolConfig, Role,
-    RywMode, UserConfig,
+    RoutingConfig, RywMode, UserConfig,
 };
 
 /// Shortest allowed `lag.check_interval`: below it the monitor's own queries become load.
@@ -22,6 +22,33 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
         return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// `routing.write_functions` and `routing.read_functions`: each entry `name` or
+/// `schema.name`, without quotes or spaces.
+fn validate_function_names(routing: &RoutingConfig) -> Result<(), ConfigError> {
+    let lists = [
+        ("routing.write_functions", &routing.write_functions),
+        ("routing.read_functions", &routing.read_functions),
+    ];
+    for (key, names) in lists {
+        for (i, name) in names.iter().enumerate() {
+            let parts: Vec<&str> = name.split('.').collect();
+            let well_formed = parts.len() <= 2
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                });
+            if !well_formed {
+                return Err(invalid(
+                    format!("{key}[{i}]"),
+                    format!("{name:?} is not a function name (\"name\" or \"schema.name\")"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -45,6 +72,7 @@ impl Config {
         validate_pool(&self.pool)?;
         validate_lag(&self.lag)?;
         validate_consistency(&self.consistency)?;
+        validate_function_names(&self.routing)?;
         self.validate_monitor()?;
         self.validate_routing()?;
         Ok(self)

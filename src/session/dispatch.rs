@@ -186,8 +186,10 @@ impl Session {
             self.state.defer_begin(frame);
             return Ok(true);
         }
-        let policy = self.proxy.router.policy();
-        let outcome = steer_ctx!(self).query(&policy.rules, &class, sql, &hints);
+        let outcome = {
+            let policy = self.proxy.router.policy();
+            steer_ctx!(self).query(&policy.rules, &class, sql, &hints)
+        };
         let steer = match outcome {
             RuleOutcome::Steer(steer) => steer,
             RuleOutcome::Block(rule) => {
@@ -201,8 +203,13 @@ impl Session {
             }
         };
         self.notice_malformed_hints(&hints);
+        if class.changes_functions {
+            self.on_function_ddl();
+        }
         let unit = UnitFacts {
-            target: class.target,
+            target: self
+                .judge_functions(class.target, std::slice::from_ref(&class))
+                .await,
             begin: class.lone_begin(),
             sets_read_only: class.sets_read_only(),
             executes: true,
@@ -238,8 +245,10 @@ impl Session {
             .msgs
             .iter()
             .any(|m| matches!(m, ExtMsg::Execute { .. }));
-        let policy = self.proxy.router.policy();
-        let outcome = steer_ctx!(self).batch(&policy.rules, &self.batch.msgs, &self.batch.hints);
+        let outcome = {
+            let policy = self.proxy.router.policy();
+            steer_ctx!(self).batch(&policy.rules, &self.batch.msgs, &self.batch.hints)
+        };
         let steer = match outcome {
             RuleOutcome::Steer(steer) => steer,
             RuleOutcome::Block(rule) => {
@@ -264,8 +273,12 @@ impl Session {
         };
         let hints = self.batch.hints;
         self.notice_malformed_hints(&hints);
+        if self.batch.changes_functions {
+            self.on_function_ddl();
+        }
+        let target = self.batch.target.unwrap_or(Target::Read);
         let unit = UnitFacts {
-            target: self.batch.target.unwrap_or(Target::Read),
+            target: self.judge_functions(target, &self.batch.calls).await,
             begin: self.batch.begin,
             sets_read_only: self.batch.starts_read_only,
             executes,

@@ -110,6 +110,10 @@ pub struct Batch {
     /// The client sent Terminate after these messages: only errors (which the server flushes
     /// at once) reach it.
     pub closing: bool,
+    /// The batch's reads that call functions the catalog must judge.
+    pub calls: Vec<Arc<Classification>>,
+    /// A statement in the batch creates, replaces, alters or drops functions.
+    pub changes_functions: bool,
 }
 
 impl Batch {
@@ -128,7 +132,11 @@ impl Batch {
         self.hints.malformed |= hints.malformed;
     }
 
-    fn note(&mut self, class: &Classification) {
+    fn note(&mut self, class: &Arc<Classification>) {
+        self.changes_functions |= class.changes_functions;
+        if !class.functions.is_empty() && !self.calls.iter().any(|c| Arc::ptr_eq(c, class)) {
+            self.calls.push(class.clone());
+        }
         let settings = class.only_session_settings();
         if !self.noted {
             self.starts_read_only = class.sets_read_only();

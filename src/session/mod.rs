@@ -8,6 +8,7 @@ mod copy;
 mod dispatch;
 mod extended;
 mod flow;
+mod functions;
 mod local;
 mod params;
 mod relay;
@@ -99,6 +100,11 @@ pub struct Session {
     rules: steer::SessionRules,
     /// The router's buffer for node counters, kept across units.
     route_scratch: Vec<NodeFacts>,
+    /// What the primary's catalog says about this database's functions.
+    functions: Arc<crate::catalog::DatabaseFunctions>,
+    /// DDL that changes functions went out since the session was last idle: answers about
+    /// functions are dropped again at its next ReadyForQuery outside a transaction.
+    functions_changed: bool,
 }
 
 /// Runs one client connection to its end.
@@ -187,7 +193,8 @@ async fn login(
             return Err((Error::StartupSetting(e), Some(client)));
         }
     }
-    let mut session = Session::new(proxy, client, pools, params, ryw);
+    let functions = proxy.functions.database(&database);
+    let mut session = Session::new(proxy, client, pools, params, ryw, functions);
     session.rules = steer::SessionRules::new(&user.name, &database, peer);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
@@ -221,6 +228,7 @@ impl Session {
         pools: Vec<Arc<Pool>>,
         params: Params,
         ryw: consistency::Session,
+        functions: Arc<crate::catalog::DatabaseFunctions>,
     ) -> Self {
         Session {
             state: State::new(proxy.config().pool.mode == PoolMode::Session),
@@ -245,6 +253,8 @@ impl Session {
             last_route: None,
             rules: steer::SessionRules::default(),
             route_scratch: Vec::new(),
+            functions,
+            functions_changed: false,
         }
     }
 

@@ -135,7 +135,10 @@ impl Session {
             return;
         };
         match event {
-            Event::Ready(status) => self.state.on_ready(status),
+            Event::Ready(status) => {
+                self.state.on_ready(status);
+                self.functions_on_ready(status);
+            }
             Event::Completed(class) => self.on_completed(&class),
             Event::Forget { client, server } => {
                 // Only if the name still means that statement (a later Parse may reuse it).

@@ -12,6 +12,7 @@ mod auth;
 mod client_gone;
 mod client_limit;
 mod errors;
+mod functions;
 mod prepared;
 mod psql;
 mod reads;

@@ -58,6 +58,7 @@ fn reset(name: &str) -> ParamChange {
     }
 }
 
+mod calls;
 mod fallback;
 mod params;
 mod pins;

@@ -23,6 +23,8 @@ fn defaults_are_the_documented_ones() {
 
     assert_eq!(c.routing.balance, Balance::LeastOutstanding);
     assert_eq!(c.routing.read_only_transactions, ReadOnlyTxnRoute::Primary);
+    assert_eq!(c.routing.functions, FunctionLookup::Catalog);
+    assert!(c.routing.write_functions.is_empty() && c.routing.read_functions.is_empty());
 
     assert_eq!(c.consistency.read_your_writes, RywMode::Lsn);
     assert_eq!(c.consistency.max_wait, Duration::ZERO);

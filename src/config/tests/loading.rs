@@ -184,3 +184,23 @@ fn load_reads_the_process_environment() {
         Duration::from_secs(42)
     );
 }
+
+#[test]
+fn env_sets_function_lists_comma_separated() {
+    let c = load_minimal_with_env(
+        "function-lists",
+        &[
+            ("PGROUTE_ROUTING__WRITE_FUNCTIONS", "audit.log_it,touch"),
+            ("PGROUTE_ROUTING__READ_FUNCTIONS", "cheap"),
+            ("PGROUTE_ROUTING__FUNCTIONS", "builtin"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(c.routing.write_functions, ["audit.log_it", "touch"]);
+    assert_eq!(c.routing.read_functions, ["cheap"]);
+    assert_eq!(c.routing.functions, FunctionLookup::Builtin);
+    // Other string keys are still plain strings.
+    let c = load_minimal_with_env("listen-string", &[("PGROUTE_LISTEN", "127.0.0.1:7000")])
+        .expect("valid");
+    assert_eq!(c.listen, "127.0.0.1:7000");
+}

@@ -98,6 +98,12 @@ fn every_enum_spelling_round_trips() {
         |c| c.routing.read_only_transactions,
     );
     check(
+        &[FunctionLookup::Catalog, FunctionLookup::Builtin],
+        "routing",
+        "functions",
+        |c| c.routing.functions,
+    );
+    check(
         &[RywMode::Lsn, RywMode::Time, RywMode::Session, RywMode::Off],
         "consistency",
         "read_your_writes",
@@ -110,6 +116,17 @@ fn every_enum_spelling_round_trips() {
     }
     assert_eq!(AuthMethod::ScramSha256.as_str(), "scram-sha-256");
     assert_eq!(Role::Replica.to_string(), "replica");
+}
+
+#[test]
+fn function_lists_are_read_as_written() {
+    let toml = minimal_with(
+        "",
+        "[routing]\nwrite_functions = [\"audit.log_it\", \"Touch\"]\nread_functions = [\"cheap\"]",
+    );
+    let c = from_toml_str(&toml).expect("valid");
+    assert_eq!(c.routing.write_functions, ["audit.log_it", "Touch"]);
+    assert_eq!(c.routing.read_functions, ["cheap"]);
 }
 
 #[test]

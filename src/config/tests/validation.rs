@@ -5,6 +5,24 @@ use super::*;
 /// (`top`, `tail`) of [`minimal_with`], then the key and reason of the error it must produce.
 const KEYED_ERRORS: &[(&str, &str, &str, &str)] = &[
     (
+        "",
+        "[routing]\nwrite_functions = [\"ok\", \"a.b.c\"]",
+        "routing.write_functions[1]",
+        "\"a.b.c\" is not a function name (\"name\" or \"schema.name\")",
+    ),
+    (
+        "",
+        "[routing]\nread_functions = [\"my fn()\"]",
+        "routing.read_functions[0]",
+        "\"my fn()\" is not a function name (\"name\" or \"schema.name\")",
+    ),
+    (
+        "",
+        "[routing]\nread_functions = [\".x\"]",
+        "routing.read_functions[0]",
+        "\".x\" is not a function name (\"name\" or \"schema.name\")",
+    ),
+    (
         "listen = \"localhost:6432\"",
         "",
         "listen",
