@@ -198,7 +198,13 @@ impl Session {
                 }
                 self.split_client()?;
                 let e = self.blocked(rule);
-                self.refuse_unit(&e, true);
+                if self.state.txn != TxnStatus::Idle && self.held.is_some() {
+                    // In a transaction block the server itself fails the statement, so that
+                    // the transaction is aborted as PostgreSQL aborts it for a permission error.
+                    self.dispatch_raise(&e, hints, to_server).await;
+                } else {
+                    self.refuse_unit(&e, true);
+                }
                 return Ok(true);
             }
         };
@@ -429,6 +435,27 @@ impl Session {
         self.last_route = Some(LastRoute { route, reason, by });
     }
 
+    /// Sends, on the held connection, a statement that raises `e` on the server (its
+    /// ErrorResponse and ReadyForQuery go to the client as for any statement).
+    async fn dispatch_raise(&mut self, e: &Error, hints: Hints, to_server: &mut BytesMut) {
+        let mut frame = BytesMut::new();
+        messages::query(&mut frame, &raise_sql(&e.sqlstate(), &e.to_string()));
+        // Unread: a write with no session effects.
+        let class = self.proxy.classes.classify_text(None);
+        let unit = UnitFacts {
+            target: Target::Write,
+            begin: None,
+            sets_read_only: false,
+            executes: true,
+            steer: Steer::Default,
+        };
+        let session = self.session_facts(&hints);
+        let traits = self.traits(unit, &session, false, hints);
+        let decision = Decision::Held(Reason::Transaction);
+        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
+            .await;
+    }
+
     /// The error for a unit a `block` rule stopped.
     fn blocked(&self, rule: RuleId) -> Error {
         let policy = self.proxy.router.policy();
@@ -639,5 +666,38 @@ impl Session {
         if ready {
             messages::ready_for_query(self.client.out(), self.state.txn.byte());
         }
+    }
+}
+
+/// A `DO` block raising `message` with `code`. The message is an `E''` literal with `\`, `'`
+/// and `$` escaped, so nothing in it can end the literal or the dollar-quoted body.
+fn raise_sql(code: &tokio_postgres::error::SqlState, message: &str) -> String {
+    let mut literal = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("\\'"),
+            '$' => literal.push_str("\\x24"),
+            c => literal.push(c),
+        }
+    }
+    format!(
+        "DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = E'{literal}'; END$pgroute$",
+        code.code()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raise_sql;
+    use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn a_raised_message_cannot_break_out_of_its_literal() {
+        let sql = raise_sql(&SqlState::INSUFFICIENT_PRIVILEGE, r"it's $pgroute$ \ x");
+        assert_eq!(
+            sql,
+            r"DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = E'it\'s \x24pgroute\x24 \\ x'; END$pgroute$"
+        );
     }
 }
