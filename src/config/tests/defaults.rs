@@ -133,3 +133,25 @@ fn example_file_values_are_the_defaults() {
         .all(|u| u.auth == AuthMethod::default() && u.server_password.is_none()));
     assert!(c.nodes.iter().all(|n| n.weight == 1));
 }
+
+/// config/pgroute.toml has a commented example of every rule form, and they compile.
+#[test]
+fn example_file_shows_every_rule_form() {
+    let c = from_toml_str(EXAMPLE).expect("valid");
+    let r = &c.rules;
+    let any = |f: &dyn Fn(&crate::config::RuleConfig) -> bool| r.iter().any(f);
+    assert!(any(&|r| r.user.is_some()), "user");
+    assert!(any(&|r| r.database.is_some()), "database");
+    assert!(any(&|r| r.application_name.is_some()), "application_name");
+    assert!(any(&|r| r.client_addr.is_some()), "client_addr");
+    assert!(any(&|r| r.query.is_some()), "query");
+    assert!(any(&|r| !r.tables.is_empty()), "tables");
+    assert!(any(&|r| r.kind.is_some()), "kind");
+    assert!(any(&|r| r.message.is_some()), "message");
+    for route in ["primary", "replica", "group:", "block"] {
+        assert!(any(&|r| r.route.starts_with(route)), "route {route}");
+    }
+    let set = crate::router::rules::RuleSet::compile(&c).expect("example rules compile");
+    assert_eq!(set.rules.len(), r.len());
+    assert!(set.groups.iter().any(|g| g.exclusive));
+}
