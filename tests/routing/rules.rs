@@ -337,3 +337,97 @@ async fn a_drained_replica_finishes_its_long_read_and_takes_no_new_ones() {
     }
     assert!(ports.contains(&node_port(2)), "{ports:?}");
 }
+
+/// The `pgroute` binary reloads its file on SIGHUP, keeps its clients, and keeps the running
+/// configuration when the new file is bad.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("pgroute-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("pgroute.toml");
+    let node1_only = config_nodes(REPLICA_READS, "", "weight = 0\n");
+    std::fs::write(&file, &node1_only).expect("write config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgroute"))
+        .arg("--config")
+        .arg(&file)
+        .env("PGROUTE_LOG", "pgroute=info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pgroute");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("pgroute listening") {
+                let port: String = line
+                    .split("127.0.0.1:")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                let _ = port_tx.send(port.parse::<u16>().unwrap_or(0));
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("pgroute listening");
+    let client = common::connect(&conn_str(port, USER, Some(PASSWORD), "postgres")).await;
+    for _ in 0..4 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(1)
+        );
+    }
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    // Node 2 only, now.
+    std::fs::write(&file, config_nodes(REPLICA_READS, "weight = 0\n", "")).expect("rewrite");
+    hup(child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while port_of(&client, "SELECT inet_server_port()").await != node_port(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reload not applied: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A bad file: rejected, logged, routing unchanged, the client still connected.
+    std::fs::write(&file, "listen = 12\n[[rules]]\nname = \"\"\n").expect("bad file");
+    hup(child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("reload rejected"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no rejection logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            port_of(&client, "SELECT inet_server_port()").await,
+            node_port(2)
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
