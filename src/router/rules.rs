@@ -272,31 +272,7 @@ impl RuleSet {
         if r.name.is_empty() {
             return Err(invalid(key("name"), "must not be empty"));
         }
-        let route = self
-            .parse_route(&r.route, r.message.as_deref())
-            .map_err(|why| invalid(key("route"), format!("rule {:?}: {why}", r.name)))?;
-        if r.message.is_some() && !matches!(route, RuleRoute::Block(_)) {
-            return Err(invalid(
-                key("message"),
-                format!(
-                    "rule {:?}: only a rule with route = \"block\" has a message",
-                    r.name
-                ),
-            ));
-        }
-        if route.reads_only() {
-            if let Some(kind @ (RuleKind::Write | RuleKind::Ddl | RuleKind::Transaction)) = r.kind {
-                return Err(invalid(
-                    key("route"),
-                    format!(
-                        "rule {:?} matches only {} statements, which must run on the primary: \
-                         it cannot route them to replicas",
-                        r.name,
-                        kind.as_str()
-                    ),
-                ));
-            }
-        }
+        let route = self.checked_route(i, r)?;
         let glob = |field: &str, pattern: &Option<String>| -> Result<_, ConfigError> {
             pattern
                 .as_deref()
@@ -343,6 +319,37 @@ impl RuleSet {
             kind: r.kind,
             route,
         })
+    }
+
+    /// A rule's route, refused where it could send writes to replicas.
+    fn checked_route(&self, i: usize, r: &RuleConfig) -> Result<RuleRoute, ConfigError> {
+        let key = |field: &str| format!("rules[{i}].{field}");
+        let route = self
+            .parse_route(&r.route, r.message.as_deref())
+            .map_err(|why| invalid(key("route"), format!("rule {:?}: {why}", r.name)))?;
+        if r.message.is_some() && !matches!(route, RuleRoute::Block(_)) {
+            return Err(invalid(
+                key("message"),
+                format!(
+                    "rule {:?}: only a rule with route = \"block\" has a message",
+                    r.name
+                ),
+            ));
+        }
+        if route.reads_only() {
+            if let Some(kind @ (RuleKind::Write | RuleKind::Ddl | RuleKind::Transaction)) = r.kind {
+                return Err(invalid(
+                    key("route"),
+                    format!(
+                        "rule {:?} matches only {} statements, which must run on the primary: \
+                         it cannot route them to replicas",
+                        r.name,
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(route)
     }
 
     /// Parses a `route` (a rule's, or a hint's without `block`).

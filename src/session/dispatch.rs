@@ -22,7 +22,7 @@ use crate::error::{Error, Violation};
 use crate::protocol::messages;
 use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
-use crate::router::rules::{By, Rule, RuleId, RuleOutcome, RuleRoute, Steer};
+use crate::router::rules::{By, RuleOutcome, Steer};
 use crate::router::{Question, Route};
 
 /// The session's [`steer::Ctx`], borrowed field by field.
@@ -70,22 +70,14 @@ impl Unit {
     pub(super) fn awaits_ready(&self) -> bool {
         match self {
             Unit::Query { .. } => true,
-            Unit::Batch(msgs) => msgs.iter().any(|m| {
-                matches!(
-                    m,
-                    ExtMsg::Forward {
-                        kind: Some(ExpectKind::Sync),
-                        ..
-                    }
-                )
-            }),
+            Unit::Batch(msgs) => has_sync(msgs),
         }
     }
 }
 
 impl Session {
     /// What the router needs to know about the session for a unit with these hints.
-    fn session_facts(&self, hints: &Hints) -> SessionFacts {
+    pub(super) fn session_facts(&self, hints: &Hints) -> SessionFacts {
         SessionFacts {
             deferred_begin: self.state.has_deferred_begin(),
             read_only_default: params::read_only_by_default(&self.params),
@@ -120,7 +112,7 @@ impl Session {
     }
 
     /// The unit's traits once transaction rules apply.
-    fn traits(
+    pub(super) fn traits(
         &self,
         unit: UnitFacts,
         session: &SessionFacts,
@@ -192,21 +184,7 @@ impl Session {
         };
         let steer = match outcome {
             RuleOutcome::Steer(steer) => steer,
-            RuleOutcome::Block(rule) => {
-                if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
-                    return Ok(false);
-                }
-                self.split_client()?;
-                let e = self.blocked(rule);
-                if self.state.txn != TxnStatus::Idle && self.held.is_some() {
-                    // In a transaction block the server itself fails the statement, so that
-                    // the transaction is aborted as PostgreSQL aborts it for a permission error.
-                    self.dispatch_raise(&e, hints, to_server).await;
-                } else {
-                    self.refuse_unit(&e, true);
-                }
-                return Ok(true);
-            }
+            RuleOutcome::Block(rule) => return self.block_query(rule, hints, to_server).await,
         };
         self.notice_malformed_hints(&hints);
         if class.changes_functions {
@@ -257,25 +235,7 @@ impl Session {
         };
         let steer = match outcome {
             RuleOutcome::Steer(steer) => steer,
-            RuleOutcome::Block(rule) => {
-                if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
-                    return Ok(false);
-                }
-                let batch = std::mem::take(&mut self.batch);
-                let ready = batch.msgs.iter().any(|m| {
-                    matches!(
-                        m,
-                        ExtMsg::Forward {
-                            kind: Some(ExpectKind::Sync),
-                            ..
-                        }
-                    )
-                });
-                self.forget_batch(batch.msgs);
-                let e = self.blocked(rule);
-                self.refuse_unit(&e, ready);
-                return Ok(true);
-            }
+            RuleOutcome::Block(rule) => return Ok(self.block_batch(rule)),
         };
         let hints = self.batch.hints;
         self.notice_malformed_hints(&hints);
@@ -433,81 +393,6 @@ impl Session {
         };
         tracing::trace!(node = route.node(), %reason, by = by.as_deref(), "routed");
         self.last_route = Some(LastRoute { route, reason, by });
-    }
-
-    /// Sends, on the held connection, a statement that raises `e` on the server (its
-    /// ErrorResponse and ReadyForQuery go to the client as for any statement).
-    async fn dispatch_raise(&mut self, e: &Error, hints: Hints, to_server: &mut BytesMut) {
-        let mut frame = BytesMut::new();
-        messages::query(&mut frame, &raise_sql(&e.sqlstate(), &e.to_string()));
-        // Unread: a write with no session effects.
-        let class = self.proxy.classes.classify_text(None);
-        let unit = UnitFacts {
-            target: Target::Write,
-            begin: None,
-            sets_read_only: false,
-            executes: true,
-            steer: Steer::Default,
-        };
-        let session = self.session_facts(&hints);
-        let traits = self.traits(unit, &session, false, hints);
-        let decision = Decision::Held(Reason::Transaction);
-        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
-            .await;
-    }
-
-    /// The error for a unit a `block` rule stopped.
-    fn blocked(&self, rule: RuleId) -> Error {
-        let policy = self.proxy.router.policy();
-        let (name, message) = match policy.rules.rule(rule) {
-            Some(Rule {
-                name,
-                route: RuleRoute::Block(message),
-                ..
-            }) => (name.to_string(), message.to_string()),
-            _ => (
-                String::new(),
-                "statement blocked by a pgroute rule".to_owned(),
-            ),
-        };
-        tracing::debug!(rule = name, "statement blocked");
-        Error::Blocked {
-            rule: name,
-            message,
-        }
-    }
-
-    /// A `pgroute.*` hint in a comment could not be read: it is ignored, and the client is
-    /// told with a WARNING notice (notices may come at any time).
-    fn notice_malformed_hints(&mut self, hints: &Hints) {
-        if hints.malformed {
-            messages::notice_response(
-                self.client.out(),
-                "WARNING",
-                "01000",
-                "pgroute: ignored a malformed pgroute.* hint in the statement's comment",
-            );
-        }
-    }
-
-    /// A batch that is answered here without reaching a server: the statements it prepared,
-    /// replaced or closed are as they were before it.
-    fn forget_batch(&mut self, msgs: Vec<ExtMsg>) {
-        for msg in msgs.into_iter().rev() {
-            match msg {
-                ExtMsg::ParseNamed { client_name, .. } => {
-                    self.statements.remove(&client_name);
-                }
-                ExtMsg::ParseUnnamed { replaces, .. } => self.unnamed = replaces,
-                ExtMsg::CloseNamed {
-                    client_name,
-                    closed: Some(stmt),
-                } => {
-                    self.statements.insert(client_name, stmt);
-                }
-                _ => {}
-            }
-        }
     }
 
     /// Writes a unit for the held connection: names rewritten, missing statements prepared.
@@ -669,35 +554,15 @@ impl Session {
     }
 }
 
-/// A `DO` block raising `message` with `code`. The message is an `E''` literal with `\`, `'`
-/// and `$` escaped, so nothing in it can end the literal or the dollar-quoted body.
-fn raise_sql(code: &tokio_postgres::error::SqlState, message: &str) -> String {
-    let mut literal = String::with_capacity(message.len() + 8);
-    for c in message.chars() {
-        match c {
-            '\\' => literal.push_str("\\\\"),
-            '\'' => literal.push_str("\\'"),
-            '$' => literal.push_str("\\x24"),
-            c => literal.push(c),
-        }
-    }
-    format!(
-        "DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = E'{literal}'; END$pgroute$",
-        code.code()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::raise_sql;
-    use tokio_postgres::error::SqlState;
-
-    #[test]
-    fn a_raised_message_cannot_break_out_of_its_literal() {
-        let sql = raise_sql(&SqlState::INSUFFICIENT_PRIVILEGE, r"it's $pgroute$ \ x");
-        assert_eq!(
-            sql,
-            r"DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = E'it\'s \x24pgroute\x24 \\ x'; END$pgroute$"
-        );
-    }
+/// Whether an extended batch ends with a Sync (the client then waits for a ReadyForQuery).
+pub(super) fn has_sync(msgs: &[ExtMsg]) -> bool {
+    msgs.iter().any(|m| {
+        matches!(
+            m,
+            ExtMsg::Forward {
+                kind: Some(ExpectKind::Sync),
+                ..
+            }
+        )
+    })
 }

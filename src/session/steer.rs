@@ -9,10 +9,20 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
+use super::dispatch::{has_sync, Unit};
 use super::extended::{ExtMsg, StmtRef};
+use super::state::TxnStatus;
+use super::Session;
 use crate::classify::Classification;
+use crate::classify::Target;
 use crate::consistency::{Hints, RouteHint};
+use crate::error::Error;
+use crate::protocol::messages;
+use crate::router::decision::{Decision, Reason, UnitFacts};
 use crate::router::rules::{By, RuleId, RuleOutcome, RuleSet, SessionInfo, StatementInfo, Steer};
+use crate::router::rules::{Rule, RuleRoute};
 
 /// Who the session is, for rule matchers, and the rules that can match it.
 #[derive(Debug, Default)]
@@ -179,4 +189,150 @@ fn combine(rules: &RuleSet, matched: Option<RuleId>, hint: Option<RouteHint>) ->
         None => return outcome,
     };
     RuleOutcome::Steer(steer)
+}
+
+impl Session {
+    /// A simple Query a `block` rule stopped. Returns false when it has to wait for replies
+    /// still due (the error comes in order).
+    pub(super) async fn block_query(
+        &mut self,
+        rule: RuleId,
+        hints: Hints,
+        to_server: &mut BytesMut,
+    ) -> Result<bool, Error> {
+        if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+            return Ok(false);
+        }
+        self.split_client()?;
+        let e = self.blocked(rule);
+        if self.state.txn != TxnStatus::Idle && self.held.is_some() {
+            // In a transaction block the server itself fails the statement, so that the
+            // transaction is aborted as PostgreSQL aborts it for a permission error.
+            self.dispatch_raise(&e, hints, to_server).await;
+        } else {
+            self.refuse_unit(&e, true);
+        }
+        Ok(true)
+    }
+
+    /// An extended batch a `block` rule stopped: answered here. Returns false when it has to
+    /// wait for replies still due.
+    pub(super) fn block_batch(&mut self, rule: RuleId) -> bool {
+        if self.held.as_ref().is_some_and(|h| !h.relay.is_idle()) {
+            return false;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let ready = has_sync(&batch.msgs);
+        self.forget_batch(batch.msgs);
+        let e = self.blocked(rule);
+        self.refuse_unit(&e, ready);
+        true
+    }
+
+    /// Sends, on the held connection, a statement that raises `e` on the server (its
+    /// ErrorResponse and ReadyForQuery go to the client as for any statement).
+    async fn dispatch_raise(&mut self, e: &Error, hints: Hints, to_server: &mut BytesMut) {
+        let mut frame = BytesMut::new();
+        messages::query(&mut frame, &raise_sql(&e.sqlstate(), &e.to_string()));
+        // Unread: a write with no session effects.
+        let class = self.proxy.classes.classify_text(None);
+        let unit = UnitFacts {
+            target: Target::Write,
+            begin: None,
+            sets_read_only: false,
+            executes: true,
+            steer: Steer::Default,
+        };
+        let session = self.session_facts(&hints);
+        let traits = self.traits(unit, &session, false, hints);
+        let decision = Decision::Held(Reason::Transaction);
+        self.dispatch(Unit::Query { frame, class }, traits, decision, to_server)
+            .await;
+    }
+
+    /// The error for a unit a `block` rule stopped.
+    fn blocked(&self, rule: RuleId) -> Error {
+        let policy = self.proxy.router.policy();
+        let (name, message) = match policy.rules.rule(rule) {
+            Some(Rule {
+                name,
+                route: RuleRoute::Block(message),
+                ..
+            }) => (name.to_string(), message.to_string()),
+            _ => (
+                String::new(),
+                "statement blocked by a pgroute rule".to_owned(),
+            ),
+        };
+        tracing::debug!(rule = name, "statement blocked");
+        Error::Blocked {
+            rule: name,
+            message,
+        }
+    }
+
+    /// A `pgroute.*` hint in a comment could not be read: it is ignored, and the client is
+    /// told with a WARNING notice (notices may come at any time).
+    pub(super) fn notice_malformed_hints(&mut self, hints: &Hints) {
+        if hints.malformed {
+            messages::notice_response(
+                self.client.out(),
+                "WARNING",
+                "01000",
+                "pgroute: ignored a malformed pgroute.* hint in the statement's comment",
+            );
+        }
+    }
+
+    /// A batch that is answered here without reaching a server: the statements it prepared,
+    /// replaced or closed are as they were before it.
+    fn forget_batch(&mut self, msgs: Vec<ExtMsg>) {
+        for msg in msgs.into_iter().rev() {
+            match msg {
+                ExtMsg::ParseNamed { client_name, .. } => {
+                    self.statements.remove(&client_name);
+                }
+                ExtMsg::ParseUnnamed { replaces, .. } => self.unnamed = replaces,
+                ExtMsg::CloseNamed {
+                    client_name,
+                    closed: Some(stmt),
+                } => {
+                    self.statements.insert(client_name, stmt);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+/// A `DO` block raising `message` with `code`. The message is an `E''` literal with `\`, `'`
+/// and `$` escaped, so nothing in it can end the literal or the dollar-quoted body.
+fn raise_sql(code: &tokio_postgres::error::SqlState, message: &str) -> String {
+    let mut literal = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("\\'"),
+            '$' => literal.push_str("\\x24"),
+            c => literal.push(c),
+        }
+    }
+    format!(
+        "DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = E'{literal}'; END$pgroute$",
+        code.code()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raise_sql;
+    use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn a_raised_message_cannot_break_out_of_its_literal() {
+        let sql = raise_sql(&SqlState::INSUFFICIENT_PRIVILEGE, r"it's $pgroute$ \ x");
+        assert_eq!(
+            sql,
+            r"DO $pgroute$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = E'it\'s \x24pgroute\x24 \\ x'; END$pgroute$"
+        );
+    }
 }
