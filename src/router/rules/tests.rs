@@ -265,3 +265,60 @@ fn a_reloaded_rule_set_is_recomputed_for_the_session() {
     b.session_candidates(&s, &mut ids);
     assert!(ids.is_empty());
 }
+
+/// The in-place comparison of the usual table globs gives the glob engine's answer.
+#[test]
+fn fast_table_globs_agree_with_the_glob_engine() {
+    let patterns = [
+        "audit_log",
+        "events_*",
+        "*_log",
+        "*",
+        "public.audit_log",
+        "*.audit_log",
+        "analytics.*",
+        "Events_*",
+        "ev?nts_*",
+        "events_[0-9]*",
+        "{orders,items}",
+        "événements_*",
+        "s*_log",
+    ];
+    let names = [
+        "audit_log",
+        "AUDIT_LOG",
+        "events_2026",
+        "Events_",
+        "events",
+        "orders",
+        "public.audit_log",
+        "other.audit_log",
+        "analytics.daily",
+        "ANALYTICS.x",
+        "événements_1",
+        "ÉVÉNEMENTS_1",
+        "sessions_log",
+        "\u{212a}ey_log",
+        "",
+    ];
+    for p in patterns {
+        let glob = GlobBuilder::new(p)
+            .case_insensitive(true)
+            .build()
+            .expect("glob")
+            .compile_matcher();
+        let pattern = TablePattern::new(p).expect("pattern");
+        for name in names {
+            assert_eq!(
+                pattern.is_match("", name),
+                glob.is_match(name),
+                "{p} on {name}"
+            );
+            assert_eq!(
+                pattern.is_match("public.", name),
+                glob.is_match(format!("public.{name}")),
+                "{p} on public.{name}"
+            );
+        }
+    }
+}
