@@ -266,6 +266,25 @@ impl Relay {
         }
     }
 
+    /// A ReadyForQuery while the front message expects something else, after an optional Sync
+    /// took one: that Sync was ignored during the COPY, and the ReadyForQuery it took answered
+    /// the next Sync, the messages between being discarded after the COPY's error ("reads and
+    /// discards messages until a Sync is reached"). They are skipped, that Sync is done, and
+    /// this ReadyForQuery is for what follows it.
+    fn ready_taken_by_optional(&mut self, out: &mut BytesMut, events: &mut Vec<Event>) {
+        while self.optional_answered > 0
+            && self
+                .expects
+                .front()
+                .is_some_and(|f| !f.completed_by(tag::READY_FOR_QUERY))
+        {
+            self.optional_answered -= 1;
+            self.skip_discarded(events);
+            self.expects.pop_front();
+            self.settle_front(out, Some(tag::READY_FOR_QUERY));
+        }
+    }
+
     fn process_one(
         &mut self,
         frame: &[u8],
@@ -278,6 +297,9 @@ impl Relay {
             self.skip_discarded(events);
         }
         self.settle_front(out, Some(t));
+        if t == tag::READY_FOR_QUERY {
+            self.ready_taken_by_optional(out, events);
+        }
         if t == tag::ERROR && messages::is_fatal(frame) {
             return self.relay_fatal(frame, out, events);
         }

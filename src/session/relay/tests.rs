@@ -358,6 +358,38 @@ fn syncs_after_the_next_statement_are_outside_the_copy() {
 }
 
 #[test]
+fn a_copy_fail_after_a_sync_discards_up_to_the_next_sync() {
+    // Parse, Bind, Execute (COPY), CopyData, Sync, CopyFail, Parse, Sync, Sync: the first Sync
+    // was read during the COPY (ignored); CopyFail fails it, so the Parse is discarded and the
+    // first ReadyForQuery answers the Sync after it.
+    let mut relay = Relay::default();
+    for kind in [ExpectKind::Parse, ExpectKind::Bind, ExpectKind::Execute] {
+        push(&mut relay, kind);
+    }
+    push_sync_after_copy_data(&mut relay);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    push(&mut relay, ExpectKind::Parse);
+    push(&mut relay, ExpectKind::Sync);
+    push(&mut relay, ExpectKind::Sync);
+    let server = [
+        frame(b'1', b""),
+        frame(b'2', b""),
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C57014\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, events) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+    let readies = events
+        .iter()
+        .filter(|e| matches!(e, Event::Ready(_)))
+        .count();
+    assert_eq!(readies, 2);
+}
+
+#[test]
 fn a_replaced_query_reply_stands_in_for_the_servers() {
     // pgroute's own statement sent during COPY as an empty query: the COPY had failed, the
     // server answers the empty query, and the client gets pgroute's reply instead.
