@@ -318,6 +318,8 @@ impl Session {
             // The client already has this BEGIN's replies.
             to_server.extend_from_slice(&begin);
             h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+            // A simple Query: it destroys the server's unnamed statement.
+            self.unnamed_on_held = false;
         }
         self.encode_unit(&unit, to_server);
         let retryable = fresh && traits.target == Target::Read && self.state.retry_allowed();

@@ -79,6 +79,21 @@ impl Session {
         {
             return;
         }
+        let before = to_server.len();
+        self.send_own_statements(to_server);
+        if to_server.len() > before {
+            // "the unnamed prepared statement … is destroyed by a simple Query": pgroute's own
+            // too, so the session's is parsed again before its next use.
+            self.unnamed_on_held = false;
+        }
+    }
+
+    /// pgroute's own statements due once the server has answered everything (see
+    /// [`Session::on_drained`]).
+    fn send_own_statements(&mut self, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
         replay_params(
             &self.params,
             &mut h.conn.session_params,
