@@ -191,7 +191,7 @@ impl Session {
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
     pub(super) async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
-        if self.parse_in_flight() {
+        if self.statement_in_doubt() {
             return Ok(false);
         }
         if let Some(name) = self.local_batch_name() {
@@ -262,17 +262,23 @@ impl Session {
         Ok(true)
     }
 
-    /// One of pgroute's Parses is still unanswered on the held connection: if it fails (an
-    /// earlier error in its batch discards it), the statement is not there, so a batch that may
-    /// use it waits until that is known. Not while the server discards everything sent so far
-    /// up to a Sync not yet sent: nothing will come until this batch's Sync.
-    fn parse_in_flight(&self) -> bool {
+    /// A Parse or Close of a named statement is still unanswered on the held connection: if
+    /// it fails or the server skips it (an earlier error in its group), the statement is not
+    /// there (or still is), so a batch that may use it waits until that is known, and the
+    /// pending batch's messages are then matched to what the server has (see
+    /// [`Session::rebind_statement`]). Not while the server discards everything sent so far up
+    /// to a Sync not yet sent: nothing will come until this batch's Sync.
+    fn statement_in_doubt(&self) -> bool {
         self.held.as_ref().is_some_and(|h| {
             h.relay.awaits_replies()
-                && h.relay
-                    .expects
-                    .iter()
-                    .any(|e| e.kind == ExpectKind::Parse && e.forget_server.is_some())
+                && h.relay.expects.iter().enumerate().any(|(i, e)| {
+                    // pgroute's own ParseComplete/CloseComplete at the front: nothing can skip it.
+                    let settled = i == 0 && matches!(e.kind, ExpectKind::Synthetic(_));
+                    let uncertain = e.forget_server.is_some()
+                        || e.forget_client.is_some()
+                        || e.restore.is_some();
+                    uncertain && !settled
+                })
         })
     }
 

@@ -17,6 +17,8 @@ use crate::consistency::{parse_hints, Hints};
 use crate::error::{Error, Violation};
 use crate::protocol::{messages, Body};
 
+mod rebind;
+
 /// The statement a Bind or Describe refers to.
 #[derive(Debug, Clone)]
 pub enum StmtRef {

@@ -2,6 +2,7 @@
 //! (transaction status, parameters, pins, the commit LSN), giving the connection back, and
 //! what happens when a server connection fails.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -12,6 +13,7 @@ use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, Relay, RelayError};
 use super::state::{Copy, TxnStatus};
+use super::statements::Statement;
 use super::Session;
 use crate::backend::BackendError;
 use crate::classify::{Classification, PinReason};
@@ -153,27 +155,18 @@ impl Session {
             Event::Ready(status) => self.state.on_ready(status),
             Event::Completed(class) => self.on_completed(&class),
             Event::Forget { client, server } => {
-                // Only if the name still means that statement (a later Parse may reuse it).
-                if let Some((name, stmt)) = client {
-                    if self
-                        .statements
-                        .get(&name)
-                        .is_some_and(|s| std::sync::Arc::ptr_eq(s, &stmt))
-                    {
-                        self.statements.remove(&name);
-                    }
-                }
                 if let Some(id) = server {
                     h.conn.prepared.remove(&id);
+                }
+                if let Some((name, _)) = client {
+                    self.rebind_statement(&name, None);
                 }
             }
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
                 messages::parameter_status(self.client.out(), "pgroute.lsn", &token.to_string());
             }
-            Event::Restore(name, stmt) => {
-                self.statements.insert(name, stmt);
-            }
+            Event::Restore(name, stmt) => self.rebind_statement(&name, Some(stmt)),
             Event::Unnamed(unnamed, on_conn) => self.on_unnamed(unnamed, on_conn),
             Event::CopyIn { extended } => self.state.on_copy_in(extended),
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
@@ -181,6 +174,25 @@ impl Session {
             Event::Fatal => self.fatal = true,
             Event::ParamValues(values) => self.on_param_values(values),
         }
+    }
+
+    /// The server has `meaning` under the client's statement `name` after all (None: a Parse
+    /// of it was discarded or failed; Some: a Close of it was skipped). Nothing sent since uses
+    /// the name (see [`Session::statement_in_doubt`]), but the pending batch may: it is matched
+    /// by the client's name, since statements with the same text share one [`Statement`].
+    fn rebind_statement(&mut self, name: &str, meaning: Option<Arc<Statement>>) {
+        let proxy = self.proxy.clone();
+        let intern = |after_name: &bytes::Bytes| {
+            let text = after_name.split(|b| *b == 0).next().unwrap_or_default();
+            let query = std::str::from_utf8(text).ok();
+            proxy
+                .registry
+                .intern(after_name.clone(), query, &proxy.classes)
+        };
+        match self.batch.rebind(name, meaning, intern) {
+            Some(stmt) => self.statements.insert(name.to_owned(), stmt),
+            None => self.statements.remove(name),
+        };
     }
 
     /// A statement with session effects completed: parameters, pgroute's own settings,
