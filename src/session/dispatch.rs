@@ -342,6 +342,7 @@ impl Session {
                 h.retry = Some((unit, traits));
             }
         }
+        self.skip_discarded_now();
     }
 
     /// Remembers where the last unit went and why (`SHOW pgroute.last_route`).

@@ -154,19 +154,14 @@ impl Session {
         match event {
             Event::Ready(status) => self.state.on_ready(status),
             Event::Completed(class) => self.on_completed(&class),
-            Event::Forget { client, server } => {
-                if let Some(id) = server {
-                    h.conn.prepared.remove(&id);
-                }
-                if let Some((name, _)) = client {
-                    self.rebind_statement(&name, None);
-                }
+            Event::Forget(id) => {
+                h.conn.prepared.remove(&id);
             }
+            Event::Named(name, stmt) => self.rebind_statement(&name, stmt),
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
                 messages::parameter_status(self.client.out(), "pgroute.lsn", &token.to_string());
             }
-            Event::Restore(name, stmt) => self.rebind_statement(&name, Some(stmt)),
             Event::Unnamed(unnamed, on_conn) => self.on_unnamed(unnamed, on_conn),
             Event::CopyIn { extended } => self.state.on_copy_in(extended),
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
@@ -176,8 +171,8 @@ impl Session {
         }
     }
 
-    /// The server has `meaning` under the client's statement `name` after all (None: a Parse
-    /// of it was discarded or failed; Some: a Close of it was skipped). Nothing sent since uses
+    /// The server has `meaning` under the client's statement `name` after all (a Parse of it
+    /// was discarded or failed, or a Close of it was skipped). Nothing sent since uses
     /// the name (see [`Session::statement_in_doubt`]), but the pending batch may: it is matched
     /// by the client's name, since statements with the same text share one [`Statement`].
     fn rebind_statement(&mut self, name: &str, meaning: Option<Arc<Statement>>) {
@@ -193,6 +188,20 @@ impl Session {
             Some(stmt) => self.statements.insert(name.to_owned(), stmt),
             None => self.statements.remove(name),
         };
+    }
+
+    /// Acts on what became of messages just sent to a server that discards them (see
+    /// [`Relay::skip_unsynced_discarded`]).
+    pub(super) fn skip_discarded_now(&mut self) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.events);
+        h.relay.skip_unsynced_discarded(&mut events);
+        for event in events.drain(..) {
+            self.on_event(event);
+        }
+        self.events = events;
     }
 
     /// A statement with session effects completed: parameters, pgroute's own settings,

@@ -160,13 +160,12 @@ pub enum Event {
     Ready(u8),
     /// A statement completed; apply the session parameters it set.
     Completed(Arc<Classification>),
-    /// A statement that pgroute tracks failed: forget these names.
-    Forget {
-        client: Option<(String, Arc<Statement>)>,
-        server: Option<u64>,
-    },
-    /// A Close the server skipped after an error: the statement still exists.
-    Restore(String, Arc<Statement>),
+    /// The statement with this registry id is not on the connection (pgroute's Parse of it
+    /// failed or was discarded).
+    Forget(u64),
+    /// What the client's statement name means on the server after all (None: no statement)
+    /// once a Parse of it failed or was discarded, or a Close of it was skipped.
+    Named(String, Option<Arc<Statement>>),
     /// The session's unnamed statement is this one after all, and the connection has it (or
     /// not): a Parse of the unnamed statement failed (None, true) or was discarded.
     Unnamed(Option<Unnamed>, bool),

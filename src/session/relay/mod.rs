@@ -13,6 +13,7 @@ mod expect;
 pub use expect::{Event, Expect, ExpectKind, UnnamedChange};
 
 use super::reported::Reported;
+use super::statements::Statement;
 use crate::protocol::{messages, tag, FrameError, Frames};
 
 /// The replies still to come on one server connection.
@@ -435,8 +436,23 @@ impl Relay {
         self.skip_discarded(events);
     }
 
+    /// While the server discards everything up to a Sync not sent yet, what was just sent
+    /// will be discarded too: dropped now, so that the session learns at once what became of
+    /// its statements (a Parse waiting on one would otherwise wait for a reply that only the
+    /// client's Sync behind it brings).
+    pub fn skip_unsynced_discarded(&mut self, events: &mut Vec<Event>) {
+        if self.discarding && !self.expects.iter().any(|e| e.kind == ExpectKind::Sync) {
+            self.skip_discarded(events);
+        }
+    }
+
     /// Drops the replies the server will not send while it discards messages until a Sync.
     fn skip_discarded(&mut self, events: &mut Vec<Event>) {
+        // What a client statement name means after the messages skipped so far (a skipped
+        // Close leaves it as it was; a skipped Parse leaves it as the messages before it did).
+        // The messages of one name's group are skipped together: a later group waits until the
+        // fate of the name is known (see `Session::statement_in_doubt`).
+        let mut names: Vec<(String, Option<Arc<Statement>>)> = Vec::new();
         while let Some(e) = self.expects.front() {
             if e.kind == ExpectKind::Sync {
                 break;
@@ -454,15 +470,16 @@ impl Relay {
                             later.restore = None;
                         }
                     }
+                    let before = names.iter().rev().find(|(n, _)| n == name);
+                    let meaning = before.and_then(|(_, s)| s.clone());
+                    events.push(Event::Named(name.clone(), meaning));
                 }
-                if e.forget_client.is_some() || e.forget_server.is_some() {
-                    events.push(Event::Forget {
-                        client: e.forget_client,
-                        server: e.forget_server,
-                    });
+                if let Some(id) = e.forget_server {
+                    events.push(Event::Forget(id));
                 }
                 if let Some((name, stmt)) = e.restore {
-                    events.push(Event::Restore(name, stmt));
+                    names.push((name.clone(), Some(stmt.clone())));
+                    events.push(Event::Named(name, Some(stmt)));
                 }
                 if let Some(change) = e.unnamed {
                     self.pass_unnamed(change, events);
