@@ -141,6 +141,35 @@ impl Expect {
         }
     }
 
+    /// Could a message of type `t` be (part of) the reply to this one? Errors aside: any
+    /// message may fail.
+    pub(super) fn may_answer(&self, t: u8) -> bool {
+        match self.kind {
+            ExpectKind::Parse => t == tag::PARSE_COMPLETE,
+            ExpectKind::Bind => t == tag::BIND_COMPLETE,
+            ExpectKind::Close => t == tag::CLOSE_COMPLETE,
+            ExpectKind::Describe => matches!(
+                t,
+                tag::PARAMETER_DESCRIPTION | tag::ROW_DESCRIPTION | tag::NO_DATA
+            ),
+            ExpectKind::Sync => t == tag::READY_FOR_QUERY,
+            ExpectKind::Execute => !matches!(
+                t,
+                tag::PARSE_COMPLETE
+                    | tag::BIND_COMPLETE
+                    | tag::CLOSE_COMPLETE
+                    | tag::PARAMETER_DESCRIPTION
+                    | tag::NO_DATA
+                    | tag::READY_FOR_QUERY
+            ),
+            ExpectKind::Query
+            | ExpectKind::CaptureLsn
+            | ExpectKind::ReadParams(_)
+            | ExpectKind::Synthetic(_)
+            | ExpectKind::CopyEnd => true,
+        }
+    }
+
     /// Answered by ReadyForQuery.
     pub(super) fn is_sync_like(&self) -> bool {
         matches!(

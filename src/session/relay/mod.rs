@@ -267,22 +267,21 @@ impl Relay {
         }
     }
 
-    /// A ReadyForQuery while the front message expects something else, after an optional Sync
-    /// took one: that Sync was ignored during the COPY, and the ReadyForQuery it took answered
-    /// the next Sync, the messages between being discarded after the COPY's error ("reads and
-    /// discards messages until a Sync is reached"). They are skipped, that Sync is done, and
-    /// this ReadyForQuery is for what follows it.
-    fn ready_taken_by_optional(&mut self, out: &mut BytesMut, events: &mut Vec<Event>) {
+    /// A reply that cannot be the front message's, after an optional Sync took a
+    /// ReadyForQuery: that Sync was ignored during the COPY, and the ReadyForQuery it took
+    /// answered the next Sync, the messages between being discarded after the COPY's error
+    /// ("reads and discards messages until a Sync is reached"). They are skipped, that Sync is
+    /// done, and this reply is for what follows it. (An error fits any message: it is taken
+    /// as the front one's.)
+    fn answer_after_optional(&mut self, t: u8, out: &mut BytesMut, events: &mut Vec<Event>) {
         while self.optional_answered > 0
-            && self
-                .expects
-                .front()
-                .is_some_and(|f| !f.completed_by(tag::READY_FOR_QUERY))
+            && t != tag::ERROR
+            && self.expects.front().is_some_and(|f| !f.may_answer(t))
         {
             self.optional_answered -= 1;
             self.skip_discarded(events);
             self.expects.pop_front();
-            self.settle_front(out, Some(tag::READY_FOR_QUERY));
+            self.settle_front(out, Some(t));
         }
     }
 
@@ -298,9 +297,7 @@ impl Relay {
             self.skip_discarded(events);
         }
         self.settle_front(out, Some(t));
-        if t == tag::READY_FOR_QUERY {
-            self.ready_taken_by_optional(out, events);
-        }
+        self.answer_after_optional(t, out, events);
         if t == tag::ERROR && messages::is_fatal(frame) {
             return self.relay_fatal(frame, out, events);
         }

@@ -451,6 +451,34 @@ fn a_copy_fail_after_a_sync_discards_up_to_the_next_sync() {
 }
 
 #[test]
+fn a_reply_that_fits_only_after_the_next_sync_shows_the_optional_sync_was_ignored() {
+    // Execute (COPY), CopyData, Sync, CopyFail, Parse, Sync, Bind, Sync: the Parse was
+    // discarded, and BindComplete is the Bind's.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    push_sync_after_copy_data(&mut relay);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    for kind in [
+        ExpectKind::Parse,
+        ExpectKind::Sync,
+        ExpectKind::Bind,
+        ExpectKind::Sync,
+    ] {
+        push(&mut relay, kind);
+    }
+    let server = [
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C57014\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'2', b""),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+}
+
+#[test]
 fn a_replaced_query_reply_stands_in_for_the_servers() {
     // pgroute's own statement sent during COPY as an empty query: the COPY had failed, the
     // server answers the empty query, and the client gets pgroute's reply instead.
