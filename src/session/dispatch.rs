@@ -377,6 +377,7 @@ impl Session {
                     out: to_server,
                     expects: &mut h.relay.expects,
                     unnamed_on_conn: self.unnamed_on_held,
+                    unnamed_in_doubt: false,
                     copy_data: self.state.copy_data_sent,
                     txn_may_have_failed,
                 };
@@ -384,7 +385,7 @@ impl Session {
                     enc.encode(msg);
                 }
                 self.state.copy_data_sent = enc.copy_data;
-                self.unnamed_on_held = enc.unnamed_on_conn;
+                self.unnamed_on_held = enc.unnamed_on_conn && !enc.unnamed_in_doubt;
             }
         }
     }

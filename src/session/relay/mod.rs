@@ -372,8 +372,10 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return;
         };
-        if let Some(change) = front.unnamed.as_mut() {
-            // PostgreSQL dropped the old unnamed statement before this Parse failed.
+        let client_parse = front.visible;
+        if let (true, Some(change)) = (client_parse, front.unnamed.as_mut()) {
+            // PostgreSQL dropped the old unnamed statement before this Parse failed. (pgroute's
+            // own Parse of the session's statement failing leaves it the session's.)
             change.replaces = None;
             change.was_on_conn = true;
         }
