@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::cancel;
-use super::extended::{Encoder, ExtMsg};
+use super::extended::{Encoder, ExtMsg, StmtRef};
 use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
@@ -191,7 +191,7 @@ impl Session {
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
     pub(super) async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
-        if self.statement_in_doubt() {
+        if self.statement_in_doubt() || self.unnamed_in_doubt() {
             return Ok(false);
         }
         if let Some(name) = self.local_batch_name() {
@@ -270,7 +270,7 @@ impl Session {
     /// to a Sync not yet sent: nothing will come until this batch's Sync.
     fn statement_in_doubt(&self) -> bool {
         self.held.as_ref().is_some_and(|h| {
-            h.relay.awaits_replies()
+            h.relay.answers_without_more()
                 && h.relay.expects.iter().enumerate().any(|(i, e)| {
                     // pgroute's own ParseComplete/CloseComplete at the front: nothing can skip it.
                     let settled = i == 0 && matches!(e.kind, ExpectKind::Synthetic(_));
@@ -280,6 +280,36 @@ impl Session {
                     uncertain && !settled
                 })
         })
+    }
+
+    /// The pending batch uses the session's unnamed statement as it is before the batch (a Bind
+    /// or Describe of it before any Parse of it), while a Parse of it is unanswered on the held
+    /// connection: if that Parse fails or is discarded, the unnamed statement is another (or
+    /// none, or not on the connection), so the batch waits until that is known (see
+    /// [`Session::on_unnamed`]).
+    fn unnamed_in_doubt(&self) -> bool {
+        let uses_prior = self
+            .batch
+            .msgs
+            .iter()
+            .take_while(|m| !matches!(m, ExtMsg::ParseUnnamed { .. }))
+            .any(|m| {
+                matches!(
+                    m,
+                    ExtMsg::Bind {
+                        stmt: StmtRef::Unnamed(_),
+                        ..
+                    } | ExtMsg::DescribeStmt {
+                        stmt: StmtRef::Unnamed(_),
+                        ..
+                    }
+                )
+            });
+        uses_prior
+            && self.held.as_ref().is_some_and(|h| {
+                h.relay.answers_without_more()
+                    && h.relay.expects.iter().any(|e| e.unnamed.is_some())
+            })
     }
 
     /// A lone `BEGIN` with nothing in flight, when read-only transactions may use replicas:
@@ -377,7 +407,6 @@ impl Session {
                     out: to_server,
                     expects: &mut h.relay.expects,
                     unnamed_on_conn: self.unnamed_on_held,
-                    unnamed_in_doubt: false,
                     copy_data: self.state.copy_data_sent,
                     txn_may_have_failed,
                 };
@@ -385,7 +414,7 @@ impl Session {
                     enc.encode(msg);
                 }
                 self.state.copy_data_sent = enc.copy_data;
-                self.unnamed_on_held = enc.unnamed_on_conn && !enc.unnamed_in_doubt;
+                self.unnamed_on_held = enc.unnamed_on_conn;
             }
         }
     }

@@ -302,9 +302,6 @@ pub struct Encoder<'a> {
     pub expects: &'a mut VecDeque<Expect>,
     /// The connection has the session's unnamed statement (no re-parse needed before a use).
     pub unnamed_on_conn: bool,
-    /// It has it only through pgroute's Parse of it sent behind other replies still due: if an
-    /// earlier error discards it, later groups would lack it, so they parse it again.
-    pub unnamed_in_doubt: bool,
     /// COPY data was written since the last Execute (a Sync after it may be ambiguous).
     pub copy_data: bool,
     /// The server may be in a failed transaction when the batch reaches it (it is, or replies
@@ -325,7 +322,6 @@ impl Encoder<'_> {
                 });
                 self.expects.push_back(e);
                 self.unnamed_on_conn = true;
-                self.unnamed_in_doubt = false;
             }
             ExtMsg::Bind { frame, stmt } => {
                 let mut e = Expect::new(ExpectKind::Bind);
@@ -467,7 +463,6 @@ impl Encoder<'_> {
                     replaces: Some(u.clone()),
                     was_on_conn: false,
                 });
-                self.unnamed_in_doubt = !self.expects.is_empty();
                 self.expects.push_back(e);
                 self.unnamed_on_conn = true;
                 self.out.extend_from_slice(frame);

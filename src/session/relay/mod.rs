@@ -86,6 +86,13 @@ impl Relay {
             && (!self.discarding || self.expects.iter().any(|e| e.kind == ExpectKind::Sync))
     }
 
+    /// Will the server answer what is outstanding without the client's next messages? Not
+    /// after an optional Sync took a ReadyForQuery that may have been the next Sync's: only a
+    /// later reply tells (see `answer_after_optional`).
+    pub fn answers_without_more(&self) -> bool {
+        self.awaits_replies() && self.optional_answered == 0
+    }
+
     /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
     /// the COPY fails before reading it (a Sync after COPY data), the server answers it.
     pub fn sync_during_copy(&mut self, after_copy_data: bool) {
