@@ -109,5 +109,7 @@ impl Session {
         expect.replace = Some(reply);
         h.relay.expects.push_back(expect);
         self.state.on_copy_end();
+        // Run by a server whose COPY already failed, it destroys the unnamed statement.
+        self.unnamed_on_held = false;
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::cancel;
-use super::extended::{Encoder, ExtMsg};
+use super::extended::{Encoder, ExtMsg, StmtRef};
 use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
@@ -213,7 +213,7 @@ impl Session {
 
     /// Routes and sends a complete extended batch. Returns false when it has to wait.
     pub(super) async fn dispatch_batch(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
-        if self.parse_in_flight() {
+        if self.statement_in_doubt() || self.unnamed_in_doubt() {
             return Ok(false);
         }
         if let Some(name) = self.local_batch_name() {
@@ -299,18 +299,54 @@ impl Session {
         Ok(true)
     }
 
-    /// One of pgroute's Parses is still unanswered on the held connection: if it fails (an
-    /// earlier error in its batch discards it), the statement is not there, so a batch that may
-    /// use it waits until that is known. Not while the server discards everything sent so far
-    /// up to a Sync not yet sent: nothing will come until this batch's Sync.
-    fn parse_in_flight(&self) -> bool {
+    /// A Parse or Close of a named statement is still unanswered on the held connection: if
+    /// it fails or the server skips it (an earlier error in its group), the statement is not
+    /// there (or still is), so a batch that may use it waits until that is known, and the
+    /// pending batch's messages are then matched to what the server has (see
+    /// [`Session::rebind_statement`]). Not while the server discards everything sent so far up
+    /// to a Sync not yet sent: nothing will come until this batch's Sync.
+    fn statement_in_doubt(&self) -> bool {
         self.held.as_ref().is_some_and(|h| {
-            h.relay.awaits_replies()
-                && h.relay
-                    .expects
-                    .iter()
-                    .any(|e| e.kind == ExpectKind::Parse && e.forget_server.is_some())
+            h.relay.answers_without_more()
+                && h.relay.expects.iter().enumerate().any(|(i, e)| {
+                    // pgroute's own ParseComplete/CloseComplete at the front: nothing can skip it.
+                    let settled = i == 0 && matches!(e.kind, ExpectKind::Synthetic(_));
+                    let uncertain = e.forget_server.is_some()
+                        || e.forget_client.is_some()
+                        || e.restore.is_some();
+                    uncertain && !settled
+                })
         })
+    }
+
+    /// The pending batch uses the session's unnamed statement as it is before the batch (a Bind
+    /// or Describe of it before any Parse of it), while a Parse of it is unanswered on the held
+    /// connection: if that Parse fails or is discarded, the unnamed statement is another (or
+    /// none, or not on the connection), so the batch waits until that is known (see
+    /// [`Session::on_unnamed`]).
+    fn unnamed_in_doubt(&self) -> bool {
+        let uses_prior = self
+            .batch
+            .msgs
+            .iter()
+            .take_while(|m| !matches!(m, ExtMsg::ParseUnnamed { .. }))
+            .any(|m| {
+                matches!(
+                    m,
+                    ExtMsg::Bind {
+                        stmt: StmtRef::Unnamed(_),
+                        ..
+                    } | ExtMsg::DescribeStmt {
+                        stmt: StmtRef::Unnamed(_),
+                        ..
+                    }
+                )
+            });
+        uses_prior
+            && self.held.as_ref().is_some_and(|h| {
+                h.relay.answers_without_more()
+                    && h.relay.expects.iter().any(|e| e.unnamed.is_some())
+            })
     }
 
     /// A lone `BEGIN` with nothing in flight, when read-only transactions may use replicas:
@@ -355,6 +391,8 @@ impl Session {
             // The client already has this BEGIN's replies.
             to_server.extend_from_slice(&begin);
             h.relay.expects.push_back(Expect::hidden(ExpectKind::Query));
+            // A simple Query: it destroys the server's unnamed statement.
+            self.unnamed_on_held = false;
         }
         self.encode_unit(&unit, to_server);
         let retryable = fresh && traits.target == Target::Read && self.state.retry_allowed();
@@ -371,6 +409,7 @@ impl Session {
                 h.retry = Some((unit, traits));
             }
         }
+        self.skip_discarded_now();
     }
 
     /// Remembers where the last unit that runs a statement went and why (`SHOW

@@ -17,6 +17,8 @@ use crate::consistency::{parse_hints, Hints};
 use crate::error::{Error, Violation};
 use crate::protocol::{messages, Body};
 
+mod rebind;
+
 /// The statement a Bind or Describe refers to.
 #[derive(Debug, Clone)]
 pub enum StmtRef {
@@ -464,7 +466,14 @@ impl Encoder<'_> {
             }
             StmtRef::Unnamed(Some(u)) => {
                 messages::parse(self.out, "", &u.after_name);
-                self.expects.push_back(Expect::hidden(ExpectKind::Parse));
+                let mut e = Expect::hidden(ExpectKind::Parse);
+                // Discarded (an earlier error in the group), it leaves the connection without
+                // the session's unnamed statement.
+                e.unnamed = Some(UnnamedChange {
+                    replaces: Some(u.clone()),
+                    was_on_conn: false,
+                });
+                self.expects.push_back(e);
                 self.unnamed_on_conn = true;
                 self.out.extend_from_slice(frame);
                 None

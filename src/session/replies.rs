@@ -2,6 +2,7 @@
 //! (transaction status, parameters, pins, the commit LSN), giving the connection back, and
 //! what happens when a server connection fails.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -12,6 +13,7 @@ use super::local;
 use super::params;
 use super::relay::{Event, Expect, ExpectKind, Relay, RelayError};
 use super::state::{Copy, TxnStatus};
+use super::statements::Statement;
 use super::Session;
 use crate::backend::BackendError;
 use crate::classify::{Classification, PinReason};
@@ -79,6 +81,21 @@ impl Session {
         {
             return;
         }
+        let before = to_server.len();
+        self.send_own_statements(to_server);
+        if to_server.len() > before {
+            // "the unnamed prepared statement … is destroyed by a simple Query": pgroute's own
+            // too, so the session's is parsed again before its next use.
+            self.unnamed_on_held = false;
+        }
+    }
+
+    /// pgroute's own statements due once the server has answered everything (see
+    /// [`Session::on_drained`]).
+    fn send_own_statements(&mut self, to_server: &mut BytesMut) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
         replay_params(
             &self.params,
             &mut h.conn.session_params,
@@ -140,27 +157,13 @@ impl Session {
                 self.functions_on_ready(status);
             }
             Event::Completed(class) => self.on_completed(&class),
-            Event::Forget { client, server } => {
-                // Only if the name still means that statement (a later Parse may reuse it).
-                if let Some((name, stmt)) = client {
-                    if self
-                        .statements
-                        .get(&name)
-                        .is_some_and(|s| std::sync::Arc::ptr_eq(s, &stmt))
-                    {
-                        self.statements.remove(&name);
-                    }
-                }
-                if let Some(id) = server {
-                    h.conn.prepared.remove(&id);
-                }
+            Event::Forget(id) => {
+                h.conn.prepared.remove(&id);
             }
+            Event::Named(name, stmt) => self.rebind_statement(&name, stmt),
             Event::Lsn(lsn) => {
                 let token = self.ryw.on_lsn(lsn);
                 messages::parameter_status(self.client.out(), "pgroute.lsn", &token.to_string());
-            }
-            Event::Restore(name, stmt) => {
-                self.statements.insert(name, stmt);
             }
             Event::Unnamed(unnamed, on_conn) => self.on_unnamed(unnamed, on_conn),
             Event::CopyIn { extended } => self.state.on_copy_in(extended),
@@ -169,6 +172,39 @@ impl Session {
             Event::Fatal => self.fatal = true,
             Event::ParamValues(values) => self.on_param_values(values),
         }
+    }
+
+    /// The server has `meaning` under the client's statement `name` after all (a Parse of it
+    /// was discarded or failed, or a Close of it was skipped). Nothing sent since uses
+    /// the name (see [`Session::statement_in_doubt`]), but the pending batch may: it is matched
+    /// by the client's name, since statements with the same text share one [`Statement`].
+    fn rebind_statement(&mut self, name: &str, meaning: Option<Arc<Statement>>) {
+        let proxy = self.proxy.clone();
+        let intern = |after_name: &bytes::Bytes| {
+            let text = after_name.split(|b| *b == 0).next().unwrap_or_default();
+            let query = std::str::from_utf8(text).ok();
+            proxy
+                .registry
+                .intern(after_name.clone(), query, &proxy.classes)
+        };
+        match self.batch.rebind(name, meaning, intern) {
+            Some(stmt) => self.statements.insert(name.to_owned(), stmt),
+            None => self.statements.remove(name),
+        };
+    }
+
+    /// Acts on what became of messages just sent to a server that discards them (see
+    /// [`Relay::skip_unsynced_discarded`]).
+    pub(super) fn skip_discarded_now(&mut self) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.events);
+        h.relay.skip_unsynced_discarded(&mut events);
+        for event in events.drain(..) {
+            self.on_event(event);
+        }
+        self.events = events;
     }
 
     /// A statement with session effects completed: parameters, pgroute's own settings,

@@ -127,7 +127,8 @@ impl State {
     /// Query); after a Flush the sequence is still open.
     pub fn on_unit_sent(&mut self, synced: bool) {
         self.awaiting_sync = !synced;
-        self.copy_data_sent = false;
+        // `copy_data_sent` stays: a Sync in a later unit, with no Execute in between, still
+        // comes after that COPY data (see `Expect::after_copy_data`).
     }
 
     /// The server entered COPY IN.
@@ -287,6 +288,17 @@ mod tests {
         assert!(!s.may_defer_begin(false, true));
         assert!(s.take_deferred_begin().is_some());
         assert!(!s.has_deferred_begin());
+    }
+
+    #[test]
+    fn copy_data_stays_noted_across_units_until_the_connection_goes() {
+        // Execute (COPY), CopyData, Sync; then a lone Sync: it too comes after the data.
+        let mut s = State::new(false);
+        s.copy_data_sent = true;
+        s.on_unit_sent(true);
+        assert!(s.copy_data_sent);
+        s.on_connection_gone();
+        assert!(!s.copy_data_sent);
     }
 
     #[test]

@@ -141,6 +141,35 @@ impl Expect {
         }
     }
 
+    /// Could a message of type `t` be (part of) the reply to this one? Errors aside: any
+    /// message may fail.
+    pub(super) fn may_answer(&self, t: u8) -> bool {
+        match self.kind {
+            ExpectKind::Parse => t == tag::PARSE_COMPLETE,
+            ExpectKind::Bind => t == tag::BIND_COMPLETE,
+            ExpectKind::Close => t == tag::CLOSE_COMPLETE,
+            ExpectKind::Describe => matches!(
+                t,
+                tag::PARAMETER_DESCRIPTION | tag::ROW_DESCRIPTION | tag::NO_DATA
+            ),
+            ExpectKind::Sync => t == tag::READY_FOR_QUERY,
+            ExpectKind::Execute => !matches!(
+                t,
+                tag::PARSE_COMPLETE
+                    | tag::BIND_COMPLETE
+                    | tag::CLOSE_COMPLETE
+                    | tag::PARAMETER_DESCRIPTION
+                    | tag::NO_DATA
+                    | tag::READY_FOR_QUERY
+            ),
+            ExpectKind::Query
+            | ExpectKind::CaptureLsn
+            | ExpectKind::ReadParams(_)
+            | ExpectKind::Synthetic(_)
+            | ExpectKind::CopyEnd => true,
+        }
+    }
+
     /// Answered by ReadyForQuery.
     pub(super) fn is_sync_like(&self) -> bool {
         matches!(
@@ -160,13 +189,12 @@ pub enum Event {
     Ready(u8),
     /// A statement completed; apply the session parameters it set.
     Completed(Arc<Classification>),
-    /// A statement that pgroute tracks failed: forget these names.
-    Forget {
-        client: Option<(String, Arc<Statement>)>,
-        server: Option<u64>,
-    },
-    /// A Close the server skipped after an error: the statement still exists.
-    Restore(String, Arc<Statement>),
+    /// The statement with this registry id is not on the connection (pgroute's Parse of it
+    /// failed or was discarded).
+    Forget(u64),
+    /// What the client's statement name means on the server after all (None: no statement)
+    /// once a Parse of it failed or was discarded, or a Close of it was skipped.
+    Named(String, Option<Arc<Statement>>),
     /// The session's unnamed statement is this one after all, and the connection has it (or
     /// not): a Parse of the unnamed statement failed (None, true) or was discarded.
     Unnamed(Option<Unnamed>, bool),

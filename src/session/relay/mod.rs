@@ -13,6 +13,7 @@ mod expect;
 pub use expect::{Event, Expect, ExpectKind, UnnamedChange};
 
 use super::reported::Reported;
+use super::statements::Statement;
 use crate::protocol::{messages, tag, FrameError, Frames};
 
 /// The replies still to come on one server connection.
@@ -83,6 +84,13 @@ impl Relay {
     pub fn awaits_replies(&self) -> bool {
         !self.expects.is_empty()
             && (!self.discarding || self.expects.iter().any(|e| e.kind == ExpectKind::Sync))
+    }
+
+    /// Will the server answer what is outstanding without the client's next messages? Not
+    /// after an optional Sync took a ReadyForQuery that may have been the next Sync's: only a
+    /// later reply tells (see `answer_after_optional`).
+    pub fn answers_without_more(&self) -> bool {
+        self.awaits_replies() && self.optional_answered == 0
     }
 
     /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
@@ -266,6 +274,24 @@ impl Relay {
         }
     }
 
+    /// A reply that cannot be the front message's, after an optional Sync took a
+    /// ReadyForQuery: that Sync was ignored during the COPY, and the ReadyForQuery it took
+    /// answered the next Sync, the messages between being discarded after the COPY's error
+    /// ("reads and discards messages until a Sync is reached"). They are skipped, that Sync is
+    /// done, and this reply is for what follows it. (An error fits any message: it is taken
+    /// as the front one's.)
+    fn answer_after_optional(&mut self, t: u8, out: &mut BytesMut, events: &mut Vec<Event>) {
+        while self.optional_answered > 0
+            && t != tag::ERROR
+            && self.expects.front().is_some_and(|f| !f.may_answer(t))
+        {
+            self.optional_answered -= 1;
+            self.skip_discarded(events);
+            self.expects.pop_front();
+            self.settle_front(out, Some(t));
+        }
+    }
+
     fn process_one(
         &mut self,
         frame: &[u8],
@@ -278,6 +304,7 @@ impl Relay {
             self.skip_discarded(events);
         }
         self.settle_front(out, Some(t));
+        self.answer_after_optional(t, out, events);
         if t == tag::ERROR && messages::is_fatal(frame) {
             return self.relay_fatal(frame, out, events);
         }
@@ -352,8 +379,10 @@ impl Relay {
         let Some(front) = self.expects.front_mut() else {
             return;
         };
-        if let Some(change) = front.unnamed.as_mut() {
-            // PostgreSQL dropped the old unnamed statement before this Parse failed.
+        let client_parse = front.visible;
+        if let (true, Some(change)) = (client_parse, front.unnamed.as_mut()) {
+            // PostgreSQL dropped the old unnamed statement before this Parse failed. (pgroute's
+            // own Parse of the session's statement failing leaves it the session's.)
             change.replaces = None;
             change.was_on_conn = true;
         }
@@ -413,8 +442,23 @@ impl Relay {
         self.skip_discarded(events);
     }
 
+    /// While the server discards everything up to a Sync not sent yet, what was just sent
+    /// will be discarded too: dropped now, so that the session learns at once what became of
+    /// its statements (a Parse waiting on one would otherwise wait for a reply that only the
+    /// client's Sync behind it brings).
+    pub fn skip_unsynced_discarded(&mut self, events: &mut Vec<Event>) {
+        if self.discarding && !self.expects.iter().any(|e| e.kind == ExpectKind::Sync) {
+            self.skip_discarded(events);
+        }
+    }
+
     /// Drops the replies the server will not send while it discards messages until a Sync.
     fn skip_discarded(&mut self, events: &mut Vec<Event>) {
+        // What a client statement name means after the messages skipped so far (a skipped
+        // Close leaves it as it was; a skipped Parse leaves it as the messages before it did).
+        // The messages of one name's group are skipped together: a later group waits until the
+        // fate of the name is known (see `Session::statement_in_doubt`).
+        let mut names: Vec<(String, Option<Arc<Statement>>)> = Vec::new();
         while let Some(e) = self.expects.front() {
             if e.kind == ExpectKind::Sync {
                 break;
@@ -432,15 +476,16 @@ impl Relay {
                             later.restore = None;
                         }
                     }
+                    let before = names.iter().rev().find(|(n, _)| n == name);
+                    let meaning = before.and_then(|(_, s)| s.clone());
+                    events.push(Event::Named(name.clone(), meaning));
                 }
-                if e.forget_client.is_some() || e.forget_server.is_some() {
-                    events.push(Event::Forget {
-                        client: e.forget_client,
-                        server: e.forget_server,
-                    });
+                if let Some(id) = e.forget_server {
+                    events.push(Event::Forget(id));
                 }
                 if let Some((name, stmt)) = e.restore {
-                    events.push(Event::Restore(name, stmt));
+                    names.push((name.clone(), Some(stmt.clone())));
+                    events.push(Event::Named(name, Some(stmt)));
                 }
                 if let Some(change) = e.unnamed {
                     self.pass_unnamed(change, events);

@@ -83,9 +83,70 @@ fn an_error_skips_to_sync_and_forgets_statements_never_created() {
         out,
         [frame(b'E', b"C26000\0\0"), frame(b'Z', b"I")].concat()
     );
-    assert!(events.iter().any(|e| matches!(e,
-        Event::Forget { client: Some((c, _)), server: Some(9) } if c == "s2")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Named(c, None) if c == "s2")));
+    assert!(events.iter().any(|e| matches!(e, Event::Forget(9))));
     assert!(relay.is_idle());
+}
+
+#[test]
+fn a_parse_skipped_after_a_skipped_close_of_its_name_leaves_the_closed_statement() {
+    // Parse s0 (A, done), Execute (fails), Close s0, Parse s0 (C), Sync: the Close and the
+    // second Parse are discarded, so s0 is still A.
+    let stmt = |id: u64, sql: &'static str| {
+        Arc::new(Statement {
+            id,
+            server_name: format!("pgr_{id}"),
+            after_name: Bytes::from(format!("{sql}\0\0\0")),
+            class: Arc::new(crate::classify::classify(sql)),
+            hints: Default::default(),
+        })
+    };
+    let (a, c) = (stmt(1, "SELECT 1"), stmt(2, "SELECT 2"));
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    let mut close = Expect::synthetic(Bytes::from(frame(b'3', b"")));
+    close.restore = Some(("s0".into(), a.clone()));
+    relay.expects.push_back(close);
+    let mut parse = Expect::new(ExpectKind::Parse);
+    parse.forget_client = Some(("s0".into(), c));
+    parse.forget_server = Some(2);
+    relay.expects.push_back(parse);
+    push(&mut relay, ExpectKind::Sync);
+    let (_, events) = run(&mut relay, &[frame(b'E', b"C34000\0\0"), frame(b'Z', b"I")]);
+    let named: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Named(n, s) => Some((n.as_str(), s.as_ref().map(|s| s.id))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, [("s0", Some(1)), ("s0", Some(1))]);
+    assert!(events.iter().any(|e| matches!(e, Event::Forget(2))));
+}
+
+#[test]
+fn messages_sent_while_the_server_discards_up_to_an_unsent_sync_are_skipped_at_once() {
+    // Parse (fails), Flush; then Parse of the unnamed statement, Flush: the server discards it.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Parse);
+    let (_, _) = run(&mut relay, &[frame(b'E', b"C42601\0\0")]);
+    let mut parse = Expect::new(ExpectKind::Parse);
+    parse.unnamed = Some(UnnamedChange {
+        replaces: None,
+        was_on_conn: false,
+    });
+    relay.expects.push_back(parse);
+    let mut events = Vec::new();
+    relay.skip_unsynced_discarded(&mut events);
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+    assert!(matches!(events[..], [Event::Unnamed(None, false)]));
+    // With its Sync sent, the server's ReadyForQuery is what ends the discarding.
+    push(&mut relay, ExpectKind::Parse);
+    push(&mut relay, ExpectKind::Sync);
+    relay.skip_unsynced_discarded(&mut events);
+    assert_eq!(relay.expects.len(), 2);
 }
 
 #[test]
@@ -350,6 +411,66 @@ fn syncs_after_the_next_statement_are_outside_the_copy() {
         frame(b'2', b""),
         frame(b'C', b"SELECT 1\0"),
         frame(b'Z', b"I"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, _) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+}
+
+#[test]
+fn a_copy_fail_after_a_sync_discards_up_to_the_next_sync() {
+    // Parse, Bind, Execute (COPY), CopyData, Sync, CopyFail, Parse, Sync, Sync: the first Sync
+    // was read during the COPY (ignored); CopyFail fails it, so the Parse is discarded and the
+    // first ReadyForQuery answers the Sync after it.
+    let mut relay = Relay::default();
+    for kind in [ExpectKind::Parse, ExpectKind::Bind, ExpectKind::Execute] {
+        push(&mut relay, kind);
+    }
+    push_sync_after_copy_data(&mut relay);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    push(&mut relay, ExpectKind::Parse);
+    push(&mut relay, ExpectKind::Sync);
+    push(&mut relay, ExpectKind::Sync);
+    let server = [
+        frame(b'1', b""),
+        frame(b'2', b""),
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C57014\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'Z', b"I"),
+    ];
+    let (out, events) = run(&mut relay, &server);
+    assert_eq!(out, server.concat());
+    assert!(relay.is_idle(), "{:?}", relay.expects);
+    let readies = events
+        .iter()
+        .filter(|e| matches!(e, Event::Ready(_)))
+        .count();
+    assert_eq!(readies, 2);
+}
+
+#[test]
+fn a_reply_that_fits_only_after_the_next_sync_shows_the_optional_sync_was_ignored() {
+    // Execute (COPY), CopyData, Sync, CopyFail, Parse, Sync, Bind, Sync: the Parse was
+    // discarded, and BindComplete is the Bind's.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Execute);
+    push_sync_after_copy_data(&mut relay);
+    relay.expects.push_back(Expect::hidden(ExpectKind::CopyEnd));
+    for kind in [
+        ExpectKind::Parse,
+        ExpectKind::Sync,
+        ExpectKind::Bind,
+        ExpectKind::Sync,
+    ] {
+        push(&mut relay, kind);
+    }
+    let server = [
+        frame(b'G', b"\0\0\0"),
+        frame(b'E', b"SERROR\0VERROR\0C57014\0\0"),
+        frame(b'Z', b"I"),
+        frame(b'2', b""),
         frame(b'Z', b"I"),
     ];
     let (out, _) = run(&mut relay, &server);
