@@ -369,9 +369,14 @@ impl Session {
     /// Handles a failed server connection, retrying its read once on another node when that
     /// is safe (see [`Session::server_lost`]).
     pub(super) async fn lost(&mut self, err: BackendError) -> Result<(), Error> {
-        let Some(retry) = self.server_lost(err)? else {
-            return Ok(());
-        };
+        match self.server_lost(err)? {
+            Some(retry) => self.retry(retry).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a read again on another node.
+    async fn retry(&mut self, retry: super::dispatch::Retry) -> Result<(), Error> {
         let mut to_server = BytesMut::new();
         let decision = self.retry_decision(&retry.traits, retry.failed);
         if let Err(e) = self
@@ -383,9 +388,17 @@ impl Session {
         }
         self.encode_unit(&retry.unit, &mut to_server);
         if let Some(h) = self.held.as_mut() {
+            // Still retryable on the next node should this one fail before replying too (a
+            // stale pooled connection to a second replica that went down with the first):
+            // every failure marks its node down, so the retries end with the nodes.
+            if retry.unit.awaits_ready() {
+                h.relay.hold_prelude();
+                h.retry = Some((retry.unit, retry.traits));
+            }
             if let Err(e) = h.conn.write(&to_server).await {
-                // Retried once already: this failure is the unit's.
-                self.server_lost(e)?;
+                if let Some(next) = self.server_lost(e)? {
+                    return Box::pin(self.retry(next)).await;
+                }
             }
         }
         Ok(())
