@@ -95,6 +95,19 @@ pub struct UnitFacts {
     pub steer: Steer,
 }
 
+impl UnitFacts {
+    /// A unit pgroute cannot read, or sends for its own reasons: a write, not steered.
+    pub fn write() -> UnitFacts {
+        UnitFacts {
+            target: Target::Write,
+            begin: None,
+            sets_read_only: false,
+            executes: true,
+            steer: Steer::Default,
+        }
+    }
+}
+
 /// What routing needs to know about the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionFacts {

@@ -22,7 +22,7 @@ use crate::error::{Error, Violation};
 use crate::protocol::messages;
 use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
-use crate::router::rules::{By, RuleOutcome, Steer};
+use crate::router::rules::{By, RuleOutcome};
 use crate::router::{Question, Route};
 
 /// The session's [`steer::Ctx`], borrowed field by field.
@@ -277,13 +277,7 @@ impl Session {
     /// goes to the primary; the server answers FunctionCallResponse or an error, then
     /// ReadyForQuery, as for a simple Query. Returns false when it has to wait.
     pub(super) async fn dispatch_call(&mut self, to_server: &mut BytesMut) -> Result<bool, Error> {
-        let unit = UnitFacts {
-            target: Target::Write,
-            begin: None,
-            sets_read_only: false,
-            executes: true,
-            steer: Steer::Default,
-        };
+        let unit = UnitFacts::write();
         let hints = Hints::default();
         let session = self.session_facts(&hints);
         let decision = self.decide(unit, session);

@@ -16,7 +16,6 @@ use super::extended::{ExtMsg, StmtRef};
 use super::state::TxnStatus;
 use super::Session;
 use crate::classify::Classification;
-use crate::classify::Target;
 use crate::consistency::{Hints, RouteHint};
 use crate::error::Error;
 use crate::protocol::messages;
@@ -236,13 +235,7 @@ impl Session {
         messages::query(&mut frame, &raise_sql(&e.sqlstate(), &e.to_string()));
         // Unread: a write with no session effects.
         let class = self.proxy.classes.classify_text(None);
-        let unit = UnitFacts {
-            target: Target::Write,
-            begin: None,
-            sets_read_only: false,
-            executes: true,
-            steer: Steer::Default,
-        };
+        let unit = UnitFacts::write();
         let session = self.session_facts(&hints);
         let traits = self.traits(unit, &session, false, hints);
         let decision = Decision::Held(Reason::Transaction);
