@@ -30,7 +30,7 @@ macro_rules! steer_ctx {
     ($s:expr) => {
         super::steer::Ctx {
             rules: &mut $s.rules,
-            app: $s.reported.value("application_name").unwrap_or_default(),
+            reported: &$s.reported,
             in_transaction: $s.state.txn != TxnStatus::Idle,
             session_route: $s.ryw.route(),
         }

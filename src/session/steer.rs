@@ -77,7 +77,9 @@ fn text_of(after_name: &[u8]) -> &str {
 /// borrowed from the client's buffer meanwhile).
 pub(super) struct Ctx<'a> {
     pub(super) rules: &'a mut SessionRules,
-    pub(super) app: &'a str,
+    /// What the client was told, for its current `application_name` (read only when a rule
+    /// is looked at).
+    pub(super) reported: &'a super::reported::Reported,
     pub(super) in_transaction: bool,
     /// `SET pgroute.route`.
     pub(super) session_route: Option<RouteHint>,
@@ -166,7 +168,8 @@ impl Ctx<'_> {
             text,
             in_transaction: self.in_transaction,
         };
-        let ids = self.rules.candidates(rules, self.app);
+        let app = self.reported.value("application_name").unwrap_or_default();
+        let ids = self.rules.candidates(rules, app);
         rules.first_match(ids, &st)
     }
 }
