@@ -395,8 +395,7 @@ impl FunctionCatalog {
         let (user, password) = settings.login.as_ref().ok_or(LookupError::NoLogin)?;
         let addr = self
             .cluster
-            .nodes
-            .get(node)
+            .node(node)
             .map(|n| n.addr.clone())
             .ok_or(LookupError::NoPrimary)?;
         let (host, port) =

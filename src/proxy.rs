@@ -44,8 +44,6 @@ pub struct Proxy {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}: nodes cannot be added, removed, renamed or readdressed by a reload yet; restart pgroute for that")]
-    Nodes(String),
 }
 
 impl Proxy {
@@ -97,19 +95,32 @@ impl Proxy {
     /// consistency settings to sessions that log in from now on. Running units, held
     /// transactions and client connections are not touched. Keys only a restart applies
     /// (`listen`, `max_client_conn`, `[pool]`, `[monitor]`, `[failover]`) are logged when
-    /// they differ. Nodes must be the same ones, in the same order.
+    /// they differ. A node with the same name, address and role keeps its connections; a new
+    /// entry is probed, and takes work once the monitor has seen it; a node no longer listed
+    /// gets no new work and its idle connections close (see [`Cluster::reconfigure`]).
     pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
         let old = self.config();
-        check_same_nodes(&old, &new)?;
         let rules = Arc::new(RuleSet::compile(&new)?);
-        for (node, cfg) in self.cluster.nodes.iter().zip(&new.nodes) {
-            if node.configure(cfg, &rules) {
-                tracing::info!(node = %node.name, "node drained: no new reads; idle connections closed");
-                self.pools.purge_node(node.id);
+        // The policy first: a group a node is newly in exists once the node joins it.
+        self.router.set_policy(Policy::new(&new, rules.clone()));
+        let change = self.cluster.reconfigure(&new, &rules);
+        for &id in change.drained.iter().chain(&change.removed) {
+            if let Some(node) = self.cluster.node(id) {
+                if node.removed() {
+                    tracing::info!(node = %node.name, "node removed from the config");
+                } else {
+                    tracing::info!(node = %node.name, "node drained: no new reads; idle connections closed");
+                }
+            }
+            self.pools.purge_node(id);
+        }
+        for &id in &change.added {
+            if let Some(node) = self.cluster.node(id) {
+                tracing::info!(node = %node.name, addr = %node.addr, "node added to the config");
             }
         }
-        self.router.set_policy(Policy::new(&new, rules));
         self.functions.reconfigure(&new);
+        // Also tells the monitor to probe added nodes and stop probing removed ones.
         self.lag_limits.send_replace(lag_limits(&new));
         for (key, same) in [
             ("listen", old.listen == new.listen),
@@ -142,30 +153,4 @@ fn lag_limits(config: &Config) -> LagLimits {
         max_time: config.lag.max_time,
         recover_ratio: config.lag.recover_ratio,
     }
-}
-
-/// Nodes are indexed by position everywhere (pools, the monitor, held connections): a reload
-/// keeps them.
-fn check_same_nodes(old: &Config, new: &Config) -> Result<(), ReloadError> {
-    let ids = |c: &Config| -> Vec<(String, String, crate::config::Role)> {
-        c.nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.addr.clone(), n.role))
-            .collect()
-    };
-    let (a, b) = (ids(old), ids(new));
-    if a == b {
-        return Ok(());
-    }
-    let names = |v: &[(String, String, crate::config::Role)]| {
-        v.iter()
-            .map(|(n, addr, role)| format!("{n} {addr} {role}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Err(ReloadError::Nodes(format!(
-        "[[nodes]] changed from [{}] to [{}]",
-        names(&a),
-        names(&b)
-    )))
 }

@@ -71,6 +71,9 @@ pub struct Node {
     weight: AtomicU32,
     drain: AtomicBool,
     groups: AtomicU64,
+    /// Taken out of `[[nodes]]` by a reload: gets no new work of any kind; running units
+    /// finish. Its id is never reused.
+    removed: AtomicBool,
     /// Clients currently holding a connection to this node (for least-outstanding balancing).
     outstanding: AtomicUsize,
     /// Router sequence number of the last executing read routed here (tie-break between
@@ -84,9 +87,14 @@ impl Node {
         self.weight.load(Ordering::Relaxed)
     }
 
-    /// Takes no new reads (`drain = true`).
+    /// Takes no new reads (`drain = true`, or removed from the config).
     pub fn drained(&self) -> bool {
         self.drain.load(Ordering::Relaxed)
+    }
+
+    /// Removed from `[[nodes]]` by a reload.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     pub fn groups(&self) -> GroupSet {
@@ -158,15 +166,76 @@ impl Node {
     }
 }
 
-/// All nodes, indexed by position in `[[nodes]]`, and the monitor's latest view of them.
+/// Every node pgroute has known since it started, indexed by id: the position at which it was
+/// added. A reload appends nodes and marks removed ones ([`Node::removed`]); an id is never
+/// reused, so a session's held connection, its pools and the monitor's samples always name the
+/// node they meant.
+#[derive(Debug)]
+pub struct Members {
+    pub nodes: Vec<Arc<Node>>,
+    /// `nodes[i].name`, for messages that name nodes by id.
+    pub names: Vec<String>,
+}
+
+impl Members {
+    /// The nodes still in the config.
+    pub fn live(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes.iter().filter(|n| !n.removed())
+    }
+}
+
+/// What a reload changed in [`Members`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub added: Vec<usize>,
+    pub removed: Vec<usize>,
+    /// Nodes whose `drain` was just turned on.
+    pub drained: Vec<usize>,
+}
+
+impl MembershipChange {
+    pub fn nodes_changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// All nodes and the monitor's latest view of them.
 #[derive(Debug)]
 pub struct Cluster {
-    pub nodes: Vec<Arc<Node>>,
+    members: ArcSwap<Members>,
+    /// Serialises reloads' changes to `members`.
+    reconfigure: Mutex<()>,
     /// The node the config names as primary (used until the monitor has observed roles).
-    configured_primary: usize,
+    configured_primary: AtomicUsize,
     view: ArcSwap<ClusterView>,
     /// Woken whenever a new view is published (reads waiting for a replica to catch up).
     changed: tokio::sync::Notify,
+}
+
+impl Node {
+    fn new(id: usize, cfg: &NodeConfig, rules: &RuleSet) -> Arc<Node> {
+        let node = Node {
+            id,
+            name: cfg.name.clone(),
+            addr: cfg.addr.as_str().into(),
+            configured_role: cfg.role,
+            weight: AtomicU32::new(0),
+            drain: AtomicBool::new(false),
+            groups: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            last_served: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+        };
+        node.configure(cfg, rules);
+        Arc::new(node)
+    }
+
+    /// The same node as `cfg` describes: name, address and role. A node whose address or role
+    /// changes is another node (a new id): its connections and history do not carry over.
+    fn is(&self, cfg: &NodeConfig) -> bool {
+        self.name == cfg.name && *self.addr == *cfg.addr && self.configured_role == cfg.role
+    }
 }
 
 impl Cluster {
@@ -175,34 +244,66 @@ impl Cluster {
             .nodes
             .iter()
             .enumerate()
-            .map(|(id, n)| {
-                let node = Node {
-                    id,
-                    name: n.name.clone(),
-                    addr: n.addr.as_str().into(),
-                    configured_role: n.role,
-                    weight: AtomicU32::new(0),
-                    drain: AtomicBool::new(false),
-                    groups: AtomicU64::new(0),
-                    outstanding: AtomicUsize::new(0),
-                    last_served: AtomicU64::new(0),
-                    health: Mutex::new(Health::default()),
-                };
-                node.configure(n, rules);
-                Arc::new(node)
-            })
+            .map(|(id, n)| Node::new(id, n, rules))
             .collect();
-        let primary = nodes
-            .iter()
-            .position(|n| n.configured_role == Role::Primary)
-            .unwrap_or(0);
+        let primary = configured_primary(&nodes);
         let view = ClusterView::configured(nodes.len(), primary);
+        let names = nodes.iter().map(|n| n.name.clone()).collect();
         Cluster {
-            nodes,
-            configured_primary: primary,
+            members: ArcSwap::from_pointee(Members { nodes, names }),
+            reconfigure: Mutex::new(()),
+            configured_primary: AtomicUsize::new(primary),
             view: ArcSwap::from_pointee(view),
             changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Every node ever known, by id (removed ones included); cheap, lock-free.
+    pub fn members(&self) -> arc_swap::Guard<Arc<Members>> {
+        self.members.load()
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: usize) -> Option<Arc<Node>> {
+        self.members.load().nodes.get(id).cloned()
+    }
+
+    /// Applies a reloaded `[[nodes]]`: a node with the same name, address and role keeps its
+    /// id and takes the new weight, groups and drain; any other entry is a new node; a known
+    /// node no longer listed is marked removed.
+    pub fn reconfigure(&self, cfg: &Config, rules: &RuleSet) -> MembershipChange {
+        let _serial = self.reconfigure.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.members.load_full();
+        let mut nodes = old.nodes.clone();
+        let mut change = MembershipChange::default();
+        let mut kept = vec![false; nodes.len()];
+        for n in &cfg.nodes {
+            match old.nodes.iter().find(|m| !m.removed() && m.is(n)) {
+                Some(m) => {
+                    kept[m.id] = true;
+                    if m.configure(n, rules) {
+                        change.drained.push(m.id);
+                    }
+                }
+                None => {
+                    let id = nodes.len();
+                    nodes.push(Node::new(id, n, rules));
+                    change.added.push(id);
+                }
+            }
+        }
+        for m in old.nodes.iter().filter(|m| !m.removed() && !kept[m.id]) {
+            m.drain.store(true, Ordering::Relaxed);
+            m.removed.store(true, Ordering::Relaxed);
+            change.removed.push(m.id);
+        }
+        if change.nodes_changed() {
+            self.configured_primary
+                .store(configured_primary(&nodes), Ordering::Relaxed);
+            let names = nodes.iter().map(|n| n.name.clone()).collect();
+            self.members.store(Arc::new(Members { nodes, names }));
+        }
+        change
     }
 
     /// The latest snapshot; cheap, lock-free.
@@ -224,9 +325,22 @@ impl Cluster {
     pub fn primary(&self) -> usize {
         match self.view.load().primary {
             Primary::Known(n) => n,
-            _ => self.configured_primary,
+            _ => self.configured_primary(),
         }
     }
+
+    /// The live node `[[nodes]]` names as primary.
+    pub fn configured_primary(&self) -> usize {
+        self.configured_primary.load(Ordering::Relaxed)
+    }
+}
+
+/// The live node the config names as primary (validation requires one).
+fn configured_primary(nodes: &[Arc<Node>]) -> usize {
+    nodes
+        .iter()
+        .position(|n| !n.removed() && n.configured_role == Role::Primary)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -277,6 +391,71 @@ mod tests {
             Failure::NewOutage {
                 backoff: BACKOFF_MIN
             }
+        );
+    }
+
+    fn config(nodes: &[(&str, u16, &str)]) -> (Config, RuleSet) {
+        let mut toml = String::from("[[users]]\nname = \"app\"\npassword = \"x\"\n");
+        for (name, port, role) in nodes {
+            toml += &format!(
+                "[[nodes]]\nname = \"{name}\"\naddr = \"127.0.0.1:{port}\"\nrole = \"{role}\"\n"
+            );
+        }
+        let cfg = crate::config::from_toml_str(&toml).expect("config loads");
+        let rules = RuleSet::compile(&cfg).expect("rules compile");
+        (cfg, rules)
+    }
+
+    #[test]
+    fn a_reload_keeps_ids_appends_new_nodes_and_marks_removed_ones() {
+        let (cfg, rules) = config(&[("pg1", 5432, "primary"), ("pg2", 5433, "replica")]);
+        let cluster = Cluster::from_config(&cfg, &rules);
+        let pg2 = cluster.node(1).expect("pg2");
+        // pg2 readdressed, pg3 added, listed in another order.
+        let (cfg, rules) = config(&[
+            ("pg3", 5435, "replica"),
+            ("pg2", 5434, "replica"),
+            ("pg1", 5432, "primary"),
+        ]);
+        let change = cluster.reconfigure(&cfg, &rules);
+        assert_eq!(
+            change,
+            MembershipChange {
+                added: vec![2, 3],
+                removed: vec![1],
+                drained: vec![],
+            }
+        );
+        let members = cluster.members();
+        assert_eq!(members.names, ["pg1", "pg2", "pg3", "pg2"]);
+        assert!(
+            pg2.removed() && pg2.drained(),
+            "the old pg2 takes no new work"
+        );
+        assert_eq!(&*members.nodes[3].addr, "127.0.0.1:5434");
+        assert_eq!(members.live().map(|n| n.id).collect::<Vec<_>>(), [0, 2, 3]);
+        assert_eq!(cluster.configured_primary(), 0);
+        // Unchanged nodes: nothing changes, even the order.
+        drop(members);
+        let (cfg, rules) = config(&[
+            ("pg1", 5432, "primary"),
+            ("pg2", 5434, "replica"),
+            ("pg3", 5435, "replica"),
+        ]);
+        assert_eq!(
+            cluster.reconfigure(&cfg, &rules),
+            MembershipChange::default()
+        );
+        assert_eq!(cluster.members().nodes.len(), 4);
+        // The primary replaced: the configured primary follows (until the monitor has seen roles).
+        let (cfg, rules) = config(&[("pg9", 5440, "primary"), ("pg3", 5435, "replica")]);
+        let change = cluster.reconfigure(&cfg, &rules);
+        assert_eq!((change.added, change.removed), (vec![4], vec![0, 3]));
+        assert_eq!(cluster.configured_primary(), 4);
+        assert_eq!(
+            cluster.primary(),
+            0,
+            "the view still names the primary it observed"
         );
     }
 }

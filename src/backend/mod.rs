@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use cluster::{Cluster, Node};
+pub use cluster::{Cluster, Members, MembershipChange, Node};
 pub use conn::{Login, ServerConn};
-pub use pool::{Pool, PooledConn, Pools};
+pub use pool::{LoginPools, Pool, PooledConn, Pools};
 
 /// Something went wrong between pgroute and a server. What the client is told is decided by
 /// [`crate::error::Error`].

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{BackendError, Login, Node, ServerConn};
+use super::{BackendError, Cluster, Login, Node, ServerConn};
 
 /// Limits shared by every pool.
 #[derive(Debug, Clone)]
@@ -248,6 +248,59 @@ impl Pools {
         let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         for pool in pools.values().filter(|p| p.node.id == node) {
             pool.purge();
+        }
+    }
+}
+
+/// One login's pools (user, database), by node id. A node a reload added gets its pool on
+/// first use; a removed node's pool stays, unused, until the session ends.
+#[derive(Debug)]
+pub struct LoginPools {
+    user: String,
+    password: String,
+    database: String,
+    by_node: Vec<Arc<Pool>>,
+}
+
+impl LoginPools {
+    pub fn new(
+        pools: &Pools,
+        cluster: &Cluster,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Self {
+        let mut login = LoginPools {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            database: database.to_owned(),
+            by_node: Vec::new(),
+        };
+        login.extend(pools, cluster);
+        login
+    }
+
+    /// The pool of node `id`; `None` only for an id no node has.
+    pub fn get(&mut self, pools: &Pools, cluster: &Cluster, id: usize) -> Option<&Arc<Pool>> {
+        if id >= self.by_node.len() {
+            self.extend(pools, cluster);
+        }
+        self.by_node.get(id)
+    }
+
+    /// The pools of the nodes still configured, by id.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &Arc<Pool>)> {
+        self.by_node
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.node.removed())
+    }
+
+    fn extend(&mut self, pools: &Pools, cluster: &Cluster) {
+        let members = cluster.members();
+        for node in &members.nodes[self.by_node.len().min(members.nodes.len())..] {
+            self.by_node
+                .push(pools.get(node, &self.user, &self.password, &self.database));
         }
     }
 }

@@ -54,6 +54,15 @@ pub struct NodeTarget {
     pub host_port: Option<(String, u16)>,
 }
 
+impl NodeTarget {
+    fn of(name: &str, addr: &str) -> Self {
+        NodeTarget {
+            name: name.to_owned(),
+            host_port: crate::config::split_host_port(addr).map(|(h, p)| (h.to_owned(), p)),
+        }
+    }
+}
+
 impl Settings {
     pub fn from_config(cfg: &Config) -> Self {
         let lag = &cfg.lag;
@@ -74,52 +83,45 @@ impl Settings {
             nodes: cfg
                 .nodes
                 .iter()
-                .map(|n| NodeTarget {
-                    name: n.name.clone(),
-                    host_port: n.host_port().map(|(h, p)| (h.to_owned(), p)),
-                })
+                .map(|n| NodeTarget::of(&n.name, &n.addr))
                 .collect(),
         }
     }
 }
 
 /// Starts the monitor; it runs until `shutdown`. `pools` are purged of a node found down.
+/// `reloaded` carries the `[lag]` limits; each change (a reload) also makes the monitor start
+/// probing nodes the reload added and stop probing removed ones.
 pub fn spawn(
     cluster: Arc<Cluster>,
     pools: Arc<Pools>,
     settings: Settings,
-    limits: tokio::sync::watch::Receiver<LagLimits>,
+    reloaded: tokio::sync::watch::Receiver<LagLimits>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = mpsc::channel(64);
-    for node in 0..cluster.nodes.len() {
-        match probe::monitor_pool(&settings, node) {
-            Ok(pool) => {
-                tokio::spawn(probe::probe_loop(
-                    node,
-                    pool,
-                    settings.check_interval,
-                    tx.clone(),
-                    shutdown.clone(),
-                ));
-            }
-            Err(e) => tracing::error!(node, error = %e, "cannot create the monitor's pool"),
-        }
-    }
-    let names = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let members = cluster.members();
+    let names = members.nodes.iter().map(|n| n.name.clone()).collect();
+    drop(members);
     let state = State::new(
         names,
         settings.check_interval,
         settings.limits,
         cluster.view().primary.clone(),
     );
-    let aggregator = Aggregator {
+    let mut aggregator = Aggregator {
         cluster,
         pools,
         settings,
         state,
-        limits,
+        reloaded,
+        probes: Vec::new(),
+        tx,
+        shutdown: shutdown.clone(),
     };
+    for node in 0..aggregator.settings.nodes.len() {
+        aggregator.start_probe(node);
+    }
     tokio::spawn(aggregator.run(rx, shutdown))
 }
 
@@ -129,8 +131,12 @@ struct Aggregator {
     pools: Arc<Pools>,
     settings: Settings,
     state: State,
-    /// `[lag]` limits, changed by a reload.
-    limits: tokio::sync::watch::Receiver<LagLimits>,
+    /// `[lag]` limits; a change means the config was reloaded.
+    reloaded: tokio::sync::watch::Receiver<LagLimits>,
+    /// Each node's prober, by id (`None`: removed, or its pool could not be made).
+    probes: Vec<Option<CancellationToken>>,
+    tx: mpsc::Sender<ProbeResult>,
+    shutdown: CancellationToken,
 }
 
 impl Aggregator {
@@ -138,17 +144,19 @@ impl Aggregator {
         loop {
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                changed = self.reloaded.changed() => {
+                    if changed.is_ok() {
+                        self.on_reload();
+                    }
+                    continue;
+                }
                 m = rx.recv() => m,
             };
             let Some((id, result)) = msg else { return };
-            if self.limits.has_changed().unwrap_or(false) {
-                let limits = *self.limits.borrow_and_update();
-                self.state.set_limits(limits);
-            }
             match self.state.record(id, result) {
-                Some(Reachability::Up) => self.cluster.nodes[id].mark_up(),
+                Some(Reachability::Up) => self.node(id, |n| n.mark_up()),
                 Some(Reachability::Down(e)) => {
-                    self.cluster.nodes[id].mark_down(&e);
+                    self.node(id, |n| n.mark_down(&e));
                     self.pools.purge_node(id);
                 }
                 None => {}
@@ -165,9 +173,66 @@ impl Aggregator {
         }
     }
 
+    fn node(&self, id: usize, f: impl FnOnce(&crate::backend::Node)) {
+        if let Some(node) = self.cluster.node(id) {
+            f(&node);
+        }
+    }
+
+    /// Spawns the prober of node `id` (an entry of `settings.nodes`).
+    fn start_probe(&mut self, id: usize) {
+        let token = match probe::monitor_pool(&self.settings, id) {
+            Ok(pool) => {
+                let token = self.shutdown.child_token();
+                tokio::spawn(probe::probe_loop(
+                    id,
+                    pool,
+                    self.settings.check_interval,
+                    self.tx.clone(),
+                    token.clone(),
+                ));
+                Some(token)
+            }
+            Err(e) => {
+                tracing::error!(node = id, error = %e, "cannot create the monitor's pool");
+                None
+            }
+        };
+        self.probes.push(token);
+    }
+
+    /// A reload: new lag limits; probes for added nodes, none for removed ones.
+    fn on_reload(&mut self) {
+        let limits = *self.reloaded.borrow_and_update();
+        self.state.set_limits(limits);
+        let members = self.cluster.members().clone();
+        for node in &members.nodes[self.settings.nodes.len().min(members.nodes.len())..] {
+            let id = self.state.add(node.name.clone());
+            debug_assert_eq!(id, node.id);
+            self.settings
+                .nodes
+                .push(NodeTarget::of(&node.name, &node.addr));
+            self.start_probe(node.id);
+            tracing::info!(node = %node.name, addr = %node.addr, "node added: probing it");
+        }
+        for node in members.nodes.iter().filter(|n| n.removed()) {
+            if let Some(token) = self.probes.get_mut(node.id).and_then(Option::take) {
+                token.cancel();
+                self.state.remove(node.id);
+                self.pools.purge_node(node.id);
+                tracing::info!(node = %node.name, "node removed: no new work; running units finish");
+            }
+        }
+        self.state
+            .configured_primary(self.cluster.configured_primary());
+        self.cluster.publish(self.state.derive(Instant::now()));
+    }
+
     /// `failover.auto_promote`: promotes the most advanced reachable replica.
     async fn promote(&self, node: usize) {
-        let name = &self.cluster.nodes[node].name;
+        let Some(name) = self.cluster.node(node).map(|n| n.name.clone()) else {
+            return;
+        };
         tracing::warn!(node = %name, "auto_promote: promoting the most advanced replica");
         let result = async {
             let pool = probe::monitor_pool(&self.settings, node)?;

@@ -29,6 +29,10 @@ pub struct State {
     asked_at: Vec<Option<Instant>>,
     /// Consecutive failed probes per node.
     failures: Vec<u32>,
+    /// Removed from the config by a reload: no longer probed, never primary nor a replica.
+    removed: Vec<bool>,
+    /// Every node had answered (or failed) once; stays true when a reload adds a node.
+    observed: bool,
     history: LsnHistory,
     primary: Primary,
     primary_missing_since: Option<Instant>,
@@ -58,10 +62,42 @@ impl State {
             probed: vec![false; n],
             asked_at: vec![None; n],
             failures: vec![0; n],
+            removed: vec![false; n],
+            observed: false,
             history: LsnHistory::default(),
             primary,
             primary_missing_since: None,
             primary_seen_at: None,
+        }
+    }
+
+    /// A node added by a reload (its id is the next one). Until its first probe it is
+    /// unreachable: it takes no work, and the primary stays as observed.
+    pub fn add(&mut self, name: String) -> usize {
+        self.names.push(name);
+        self.nodes.push(NodeView::default());
+        self.probed.push(false);
+        self.asked_at.push(None);
+        self.failures.push(0);
+        self.removed.push(false);
+        self.names.len() - 1
+    }
+
+    /// A node removed by a reload: from now on it is as if unreachable, and late probe results
+    /// for it are ignored.
+    pub fn remove(&mut self, id: usize) {
+        if let Some(r) = self.removed.get_mut(id) {
+            *r = true;
+            self.nodes[id] = NodeView::default();
+            self.probed[id] = true;
+        }
+    }
+
+    /// The configured primary changed (a reload): until every node has been observed, it is
+    /// the one that takes writes.
+    pub fn configured_primary(&mut self, id: usize) {
+        if !self.observed {
+            self.primary = Primary::Known(id);
         }
     }
 
@@ -77,6 +113,9 @@ impl State {
         id: usize,
         result: Result<Sample, ProbeError>,
     ) -> Option<Reachability> {
+        if self.removed.get(id).is_none_or(|r| *r) {
+            return None;
+        }
         let first_probe = !self.probed[id];
         self.probed[id] = true;
         match result {
@@ -126,7 +165,8 @@ impl State {
 
     /// Recomputes primary, lag and eligibility from the node states.
     pub fn derive(&mut self, now: Instant) -> ClusterView {
-        let observed = self.probed.iter().all(|p| *p);
+        self.observed = self.observed || self.probed.iter().all(|p| *p);
+        let observed = self.observed;
         // Until every node answered once, the configured primary stands.
         let primary = if observed {
             observe_primary(&self.nodes)

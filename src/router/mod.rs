@@ -109,7 +109,6 @@ pub enum RouteError {
 pub struct Router {
     cluster: Arc<Cluster>,
     policy: arc_swap::ArcSwap<Policy>,
-    names: Vec<String>,
     tick: AtomicU64,
 }
 
@@ -127,11 +126,9 @@ pub struct Question<'a> {
 
 impl Router {
     pub fn new(cluster: Arc<Cluster>, policy: Policy) -> Self {
-        let names = cluster.nodes.iter().map(|n| n.name.clone()).collect();
         Router {
             cluster,
             policy: arc_swap::ArcSwap::from_pointee(policy),
-            names,
             tick: AtomicU64::new(0),
         }
     }
@@ -155,6 +152,7 @@ impl Router {
     /// replica's turn in the balancing order.
     pub fn decide(&self, q: &Question, scratch: &mut Vec<NodeFacts>) -> Decision {
         let view = self.cluster.view();
+        let members = self.cluster.members();
         let policy = self.policy.load();
         scratch.clear();
         // Only a read choosing a replica looks at the nodes' live counters (a lock each).
@@ -167,7 +165,7 @@ impl Router {
                 crate::consistency::ReadPolicy::Replica { .. }
             );
         if chooses_replica {
-            scratch.extend(self.cluster.nodes.iter().map(|n| NodeFacts {
+            scratch.extend(members.nodes.iter().map(|n| NodeFacts {
                 configured_role: n.configured_role,
                 weight: n.weight(),
                 up: n.is_up(),
@@ -188,7 +186,7 @@ impl Router {
             held: q.held,
             view: &view,
             nodes: scratch,
-            names: &self.names,
+            names: &members.names,
             exclude: q.exclude,
             waited: q.waited,
             tick: self.tick.load(Ordering::Relaxed),
@@ -197,7 +195,9 @@ impl Router {
         let decision = decision::decide(&facts, &policy);
         if let (Decision::Node(Route::Replica(node), _), true) = (&decision, q.unit.executes) {
             let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-            self.cluster.nodes[*node].set_last_served(tick + 1);
+            if let Some(n) = members.nodes.get(*node) {
+                n.set_last_served(tick + 1);
+            }
         }
         decision
     }

@@ -505,7 +505,9 @@ impl Session {
                 }
             };
             let node = route.node();
-            let pool = &self.pools[node];
+            let Some(pool) = self.pools.get(&proxy.pools, &proxy.cluster, node) else {
+                return Err(Error::NoNode);
+            };
             let wait = if waited_out {
                 std::time::Duration::ZERO
             } else {

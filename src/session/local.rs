@@ -121,12 +121,8 @@ fn last_route(session: &Session) -> String {
         crate::router::Route::Primary(_) => "primary",
         crate::router::Route::Replica(_) => "replica",
     };
-    let name = session
-        .proxy
-        .cluster
-        .nodes
-        .get(route.node())
-        .map_or("?", |n| n.name.as_str());
+    let node = session.proxy.cluster.node(route.node());
+    let name = node.as_ref().map_or("?", |n| n.name.as_str());
     match &last.by {
         Some(by) if &**by == "hint" => format!("{name} ({role}): {reason} (hint)"),
         Some(rule) => format!("{name} ({role}): {reason} (rule {rule})"),
@@ -281,10 +277,12 @@ const NODE_COLUMNS: [&str; 9] = [
 fn node_rows(session: &Session) -> Vec<Vec<String>> {
     let cluster = &session.proxy.cluster;
     let view = cluster.view();
-    cluster
+    let members = cluster.members();
+    members
         .nodes
         .iter()
         .zip(view.nodes.iter())
+        .filter(|(node, _)| !node.removed())
         .map(|(node, nv)| {
             let role = match nv.in_recovery {
                 Some(true) => "replica",

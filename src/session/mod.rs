@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::backend::{Pool, PooledConn};
+use crate::backend::{LoginPools, Pool, PooledConn};
 use crate::config::{PoolMode, UserConfig};
 use crate::consistency;
 use crate::error::Error;
@@ -72,7 +72,7 @@ pub struct Session {
     to_server: BytesMut,
     /// Relay events being handled (kept for its capacity).
     events: Vec<relay::Event>,
-    pools: Vec<Arc<Pool>>,
+    pools: LoginPools,
     held: Option<Held>,
     /// Transaction status, COPY, pending Sync, deferred BEGIN, pins.
     state: State,
@@ -175,16 +175,13 @@ async fn login(
     if let Err(e) = startup::authenticate(&mut client, &user, &scram).await {
         return Err((e, Some(client)));
     }
-    let pools: Vec<Arc<Pool>> = proxy
-        .cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            proxy
-                .pools
-                .get(n, &user.name, user.server_password(), &database)
-        })
-        .collect();
+    let pools = LoginPools::new(
+        &proxy.pools,
+        &proxy.cluster,
+        &user.name,
+        user.server_password(),
+        &database,
+    );
     let params = params::from_startup(&startup_params);
     let consistency = &config.consistency;
     let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
@@ -225,7 +222,7 @@ impl Session {
     fn new(
         proxy: Arc<Proxy>,
         client: Client,
-        pools: Vec<Arc<Pool>>,
+        pools: LoginPools,
         params: Params,
         ryw: consistency::Session,
         functions: Arc<crate::catalog::DatabaseFunctions>,
@@ -295,15 +292,20 @@ impl Session {
     /// database exists and that pgroute can log in.
     async fn server_parameters(&mut self) -> Result<Arc<BTreeMap<String, String>>, Error> {
         let primary = self.proxy.cluster.primary();
-        let order: Vec<usize> = std::iter::once(primary)
-            .chain((0..self.pools.len()).filter(|n| *n != primary))
-            .collect();
-        if let Some(params) = order.iter().find_map(|n| self.pools[*n].server_params()) {
+        let mut order: Vec<Arc<Pool>> = Vec::new();
+        for (id, pool) in self.pools.live() {
+            if id == primary {
+                order.insert(0, pool.clone());
+            } else {
+                order.push(pool.clone());
+            }
+        }
+        if let Some(params) = order.iter().find_map(|p| p.server_params()) {
             return Ok(params);
         }
         let mut last = None;
-        for node in order {
-            match self.pools[node].acquire().await {
+        for pool in order {
+            match pool.acquire().await {
                 Ok(conn) => {
                     let params = Arc::new(conn.server_params.clone());
                     conn.release();

@@ -438,3 +438,57 @@ fn promotion_is_due_once_the_primary_has_been_missing_long_enough() {
         "once per outage"
     );
 }
+
+#[test]
+fn a_node_added_by_a_reload_takes_reads_after_its_first_probe_and_keeps_the_primary() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    let view = tick(&mut s, t0, 1000, [1000, 1000]);
+    assert!(view.observed && view.primary == Primary::Known(0));
+    let id = s.add("node3".into());
+    assert_eq!(id, 3);
+    let view = tick(&mut s, t0 + INTERVAL, 1000, [1000, 1000]);
+    assert!(
+        view.observed,
+        "an added node does not unsettle the observed roles"
+    );
+    assert_eq!(view.primary, Primary::Known(0));
+    assert_eq!(view.nodes.len(), 4);
+    assert!(!view.nodes[3].reachable, "not probed yet: takes nothing");
+    s.record(3, sample(t0 + 2 * INTERVAL, true, 1000));
+    let view = tick(&mut s, t0 + 2 * INTERVAL, 1000, [1000, 1000]);
+    assert!(takes_reads(&view.nodes[3]), "{view:?}");
+}
+
+#[test]
+fn a_removed_node_is_never_primary_nor_replica_and_late_samples_are_ignored() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    tick(&mut s, t0, 1000, [1000, 1000]);
+    s.remove(2);
+    let view = tick(&mut s, t0 + INTERVAL, 1000, [1000, 1000]);
+    assert!(!view.nodes[2].reachable && view.nodes[2].in_recovery.is_none());
+    assert!(takes_reads(&view.nodes[1]));
+    // The old primary removed and a replica promoted: the promoted one is the primary, even if
+    // the removed node's prober still reports it as one.
+    s.remove(0);
+    s.record(0, sample(t0 + 2 * INTERVAL, false, 2000));
+    s.record(1, sample(t0 + 2 * INTERVAL, false, 1500));
+    let view = s.derive(t0 + 2 * INTERVAL + 5 * MS);
+    assert_eq!(view.primary, Primary::Known(1), "{view:?}");
+}
+
+#[test]
+fn before_the_first_round_a_reload_names_the_configured_primary() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    s.configured_primary(1);
+    assert_eq!(s.derive(t0).primary, Primary::Known(1));
+    tick(&mut s, t0, 1000, [1000, 1000]);
+    s.configured_primary(2);
+    assert_eq!(
+        s.derive(t0 + INTERVAL).primary,
+        Primary::Known(0),
+        "once observed, only probes decide"
+    );
+}
