@@ -344,7 +344,16 @@ impl Relay {
         if t == tag::COPY_IN {
             self.copy_in = true;
             let extended = front.kind == ExpectKind::Execute;
-            events.push(Event::CopyIn { extended });
+            // CopyDone/CopyFail sent before this reply came (pipelined behind the COPY)
+            // already ended it for the client: the session is not in COPY IN.
+            let region_end = self.copy_region_end();
+            let ended = self
+                .expects
+                .get(region_end)
+                .is_some_and(|e| e.kind == ExpectKind::CopyEnd);
+            if !ended {
+                events.push(Event::CopyIn { extended });
+            }
             self.copy_started();
         }
         if completes {
