@@ -124,6 +124,9 @@ impl Relay {
             match t {
                 // Asynchronous messages may come at any time and always reach the client.
                 tag::NOTICE => {
+                    // pgroute's own replies (a Close of an unknown name) whose turn has come
+                    // were the server's before this notice of a later message.
+                    self.settle_front(out, None);
                     self.flush_quiet(out);
                     out.extend_from_slice(frame);
                     continue;

@@ -635,3 +635,26 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_notice_follows_pgroutes_own_reply_whose_turn_came_before_it() {
+    // Bind, Close of a statement that does not exist (pgroute answers CloseComplete), Execute
+    // of BEGIN inside a transaction: the server's WARNING belongs to the Execute.
+    let mut relay = Relay::default();
+    push(&mut relay, ExpectKind::Bind);
+    relay
+        .expects
+        .push_back(Expect::synthetic(messages::empty(b'3')));
+    push(&mut relay, ExpectKind::Execute);
+    let notice = frame(b'N', b"SWARNING\0C25001\0\0");
+    let server = [frame(b'2', b""), notice.clone(), frame(b'C', b"BEGIN\0")];
+    let (out, _) = run(&mut relay, &server);
+    let expected = [
+        frame(b'2', b""),
+        messages::empty(b'3').to_vec(),
+        notice,
+        frame(b'C', b"BEGIN\0"),
+    ];
+    assert_eq!(out, expected.concat());
+    assert!(relay.is_idle());
+}
