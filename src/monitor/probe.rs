@@ -11,16 +11,27 @@ use tokio_util::sync::CancellationToken;
 use super::Settings;
 use crate::backend::view::Lsn;
 
-/// One query per node per tick: role, WAL position, timeline.
+/// One query per node per tick: role, WAL position, current timeline.
 ///
 /// The primary reports its *flushed* position, not `pg_current_wal_lsn()` (written): the
 /// walsender sends only flushed WAL ("it's unsafe to send WAL that is not securely down to disk
 /// on the primary", walsender.c), so a replica is measured against what it could have
 /// received, not against WAL the primary has written out but not yet flushed.
+///
+/// The timeline is the current one, not `pg_control_checkpoint()`'s, which changes only at the
+/// next checkpoint (a promoted replica would report its old timeline until then; pgroute never
+/// forces a checkpoint to learn it). A primary's is the first 8 hex digits of the name of the
+/// WAL file it writes; `pg_walfile_name` "cannot be executed during recovery", so the CASE
+/// keeps it off replicas. A replica's is the timeline its WAL receiver last received
+/// (`received_tli`, visible to roles with `pg_read_all_stats`, which `pg_monitor` includes);
+/// only when it has no receiver (not streaming now) or may not see it, the last checkpoint's.
 const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), \
      (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
       ELSE pg_current_wal_flush_lsn() END)::text, \
-     (SELECT timeline_id FROM pg_control_checkpoint())";
+     (CASE WHEN pg_is_in_recovery() THEN \
+        COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
+                 (SELECT timeline_id FROM pg_control_checkpoint())) \
+      ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END)";
 
 /// What one probe of one node returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +43,7 @@ pub struct Sample {
     pub in_recovery: bool,
     /// Primary: flushed WAL position. Replica: last replayed position.
     pub lsn: Lsn,
+    /// The node's current timeline (see [`PROBE_SQL`]).
     pub timeline: Option<u32>,
 }
 
