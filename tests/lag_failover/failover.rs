@@ -2,6 +2,7 @@
 //! primary on an older timeline is fenced, and `auto_promote` promotes a replica.
 
 use super::*;
+use pgroute::testbed::ClusterOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_a_promoted_replica_and_fail_fast_while_there_is_no_primary() {
@@ -261,4 +262,76 @@ async fn auto_promote_promotes_a_replica_after_promote_after() {
     for _ in 0..5 {
         assert_eq!(try_write(&client).await.expect("write"), ran_on);
     }
+}
+
+/// Two replicas promoted at once both start timeline 2: pgroute cannot tell which one is
+/// current, so it refuses writes, naming both, while reads go on on the replica that follows
+/// one of them, for longer than `lag.max_time`; once one is gone, the other takes the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_primaries_on_the_same_timeline_refuse_writes_and_reads_go_on() {
+    common::init_tracing();
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 3,
+        ..ClusterOptions::default()
+    })
+    .expect("start a cluster with three replicas");
+    let proxy = start_proxy(&cluster, &config("max_time = \"300ms\""));
+    let client = proxy.connect().await;
+    let (p1, p3) = (port(&cluster, 1), port(&cluster, 3));
+    prepare_writes(&cluster, &client).await;
+
+    stop(&cluster, 0);
+    blocking(|| cluster.promote(1)).expect("promote node 1");
+    blocking(|| cluster.promote(2)).expect("promote node 2");
+    blocking(|| cluster.follow(3, 1)).expect("repoint node 3 at node 1");
+    let (e, _) = poll_until("writes to be refused", SETTLE, || async {
+        match try_write(&client).await {
+            Err(e) => Ok(e),
+            Ok(ran_on) => Err(ran_on),
+        }
+    })
+    .await;
+    assert_eq!(sqlstate(&e), Some("57P03"), "{e:?}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("node1") && message.contains("node2"),
+        "the error names both primaries: {message:?}"
+    );
+    let rows = show_nodes(&client).await;
+    for node in [1, 2] {
+        assert_eq!(
+            (rows[node]["role"].as_str(), rows[node]["timeline"].as_str()),
+            ("primary", "2"),
+            "{rows:?}"
+        );
+    }
+    poll_until("node 3 to follow timeline 2", SETTLE, || async {
+        let row = node_row(&client, 3).await;
+        (row["timeline"] == "2" && row["takes_reads"] == "true")
+            .then_some(())
+            .ok_or(row)
+    })
+    .await;
+    // Reads go on on node 3 for well over lag.max_time, and writes stay refused.
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            read(&client).await,
+            (p3, true),
+            "a read during the conflict"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = try_write(&client).await.expect_err("writes stay refused");
+    assert_eq!(sqlstate(&e), Some("57P03"), "{e:?}");
+
+    stop(&cluster, 2);
+    let (ran_on, _) = poll_until("writes to work again", SETTLE, || async {
+        try_write(&client).await.map_err(|e| format!("{e:?}"))
+    })
+    .await;
+    assert_eq!(ran_on, p1, "writes run on node 1 once node 2 is gone");
 }
