@@ -146,9 +146,10 @@ async fn an_old_primary_started_again_as_a_primary_is_fenced() {
 }
 
 /// A replica promoted while the primary still runs starts a newer timeline: it takes the
-/// writes, the old primary is fenced, and the replica still streaming the old timeline (from
-/// the fenced node) takes no reads, which go to the new primary instead of failing. The fenced
-/// node does not take the writes back when the new primary goes.
+/// writes, the old primary is fenced (a transaction open there gets nothing more through, not
+/// even its COMMIT), and the replica still streaming the old timeline (from the fenced node)
+/// takes no reads, which go to the new primary instead of failing. The fenced node does not
+/// take the writes back when the new primary goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_promoted_beside_a_running_primary_takes_the_writes() {
     let cluster = new_cluster();
@@ -157,6 +158,12 @@ async fn a_replica_promoted_beside_a_running_primary_takes_the_writes() {
     let p2 = port(&cluster, 2);
     prepare_writes(&cluster, &client).await;
     let on_old_primary = rows_on(&cluster, 0);
+    // A transaction open on node 0 when it is fenced.
+    let in_txn = proxy.connect().await;
+    in_txn
+        .batch_execute("BEGIN; INSERT INTO routed_writes (v) VALUES (2)")
+        .await
+        .expect("a transaction on node 0");
 
     blocking(|| cluster.promote(2)).expect("promote node 2");
     let (ran_on, _) = poll_until("writes to move to node 2", SETTLE, || async {
@@ -191,6 +198,19 @@ async fn a_replica_promoted_beside_a_running_primary_takes_the_writes() {
         rows_on(&cluster, 0),
         on_old_primary,
         "nothing on the fenced node"
+    );
+    for sql in ["INSERT INTO routed_writes (v) VALUES (3)", "COMMIT"] {
+        let e = in_txn
+            .batch_execute(sql)
+            .await
+            .expect_err("nothing more goes to the fenced node, in a transaction either");
+        assert_eq!(sqlstate(&e), Some("57P03"), "{sql}: {e:?}");
+    }
+    drop(in_txn);
+    assert_eq!(
+        rows_on(&cluster, 0),
+        on_old_primary,
+        "the transaction never committed"
     );
 
     stop(&cluster, 2);
