@@ -23,15 +23,15 @@ use crate::backend::view::Lsn;
 /// forces a checkpoint to learn it). A primary's is the first 8 hex digits of the name of the
 /// WAL file it writes; `pg_walfile_name` "cannot be executed during recovery", so the CASE
 /// keeps it off replicas. A replica's is the timeline its WAL receiver last received
-/// (`received_tli`, visible to roles with `pg_read_all_stats`, which `pg_monitor` includes);
-/// only when it has no receiver (not streaming now) or may not see it, the last checkpoint's.
+/// (`received_tli`, visible to roles with `pg_read_all_stats`, which `pg_monitor` includes).
+/// When it has no receiver (not streaming now) or the role may not see it, the fourth column,
+/// the last checkpoint's (restartpoint's) timeline, is all there is: a lower bound.
 const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), \
      (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
       ELSE pg_current_wal_flush_lsn() END)::text, \
-     (CASE WHEN pg_is_in_recovery() THEN \
-        COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
-                 (SELECT timeline_id FROM pg_control_checkpoint())) \
-      ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END)";
+     (CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) \
+      ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END), \
+     (SELECT timeline_id FROM pg_control_checkpoint())";
 
 /// What one probe of one node returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +43,10 @@ pub struct Sample {
     pub in_recovery: bool,
     /// Primary: flushed WAL position. Replica: last replayed position.
     pub lsn: Lsn,
-    /// The node's current timeline (see [`PROBE_SQL`]).
+    /// The node's current timeline, when known (see [`PROBE_SQL`]).
     pub timeline: Option<u32>,
+    /// The timeline of its last checkpoint or restartpoint: at most the current one.
+    pub checkpoint_timeline: Option<u32>,
 }
 
 /// Why a probe failed.
@@ -180,12 +182,18 @@ async fn probe(pool: &Pool) -> Result<Sample, ProbeError> {
     let in_recovery: bool = row.try_get(0).map_err(|e| ProbeError::from_error(&e))?;
     // A replica that has replayed nothing yet reports NULL.
     let lsn: Option<String> = row.try_get(1).map_err(|e| ProbeError::from_error(&e))?;
-    let timeline: Option<i32> = row.try_get(2).ok().flatten();
+    let timeline = |i| {
+        row.try_get::<_, Option<i32>>(i)
+            .ok()
+            .flatten()
+            .and_then(|t| u32::try_from(t).ok())
+    };
     Ok(Sample {
         asked_at,
         answered_at,
         in_recovery,
         lsn: lsn.as_deref().and_then(Lsn::parse).unwrap_or_default(),
-        timeline: timeline.and_then(|t| u32::try_from(t).ok()),
+        timeline: timeline(2),
+        checkpoint_timeline: timeline(3),
     })
 }

@@ -43,6 +43,9 @@ pub struct State {
     /// fenced (a claimant) or takes no reads (a replica). Kept in memory only: a restart of
     /// pgroute starts without history.
     seen_timeline: Vec<Option<u32>>,
+    /// The node's timeline was read as its current one (not only from its last checkpoint)
+    /// since it took its present role: only then can it be found on an old timeline.
+    timeline_current: Vec<bool>,
     /// Nodes fenced since the caller last asked ([`State::take_fenced`]).
     newly_fenced: Vec<usize>,
     /// Since when several nodes claim to be primary on the newest timeline.
@@ -78,6 +81,7 @@ impl State {
             primary_missing_since: None,
             primary_seen_at: None,
             seen_timeline: vec![None; n],
+            timeline_current: vec![false; n],
             newly_fenced: Vec::new(),
             conflict_since: None,
         }
@@ -93,6 +97,7 @@ impl State {
         self.failures.push(0);
         self.removed.push(false);
         self.seen_timeline.push(None);
+        self.timeline_current.push(false);
         self.names.len() - 1
     }
 
@@ -158,13 +163,21 @@ impl State {
     fn record_sample(&mut self, id: usize, sample: &Sample) {
         let nv = &mut self.nodes[id];
         nv.reachable = true;
-        if nv.in_recovery.is_some_and(|r| r != sample.in_recovery) {
+        let role_changed = nv.in_recovery.is_some_and(|r| r != sample.in_recovery);
+        if role_changed {
             tracing::warn!(node = %self.names[id], in_recovery = sample.in_recovery, "node changed role");
             nv.replay_lsn = None;
         }
         nv.in_recovery = Some(sample.in_recovery);
-        nv.timeline = sample.timeline;
-        self.seen_timeline[id] = self.seen_timeline[id].max(sample.timeline);
+        // A replica never goes back to an older timeline: a reading from its last restartpoint
+        // (no WAL receiver at the moment) does not undo a current one.
+        let kept = !role_changed && self.timeline_current[id];
+        (nv.timeline, self.timeline_current[id]) = match sample.timeline {
+            Some(t) => (Some(t), true),
+            None if kept => (nv.timeline.max(sample.checkpoint_timeline), true),
+            None => (sample.checkpoint_timeline, false),
+        };
+        self.seen_timeline[id] = self.seen_timeline[id].max(nv.timeline);
         self.asked_at[id] = Some(sample.asked_at);
         if sample.in_recovery {
             // Replay positions only move forward: keep the highest seen.
@@ -224,7 +237,8 @@ impl State {
         for id in 0..self.nodes.len() {
             let nv = &self.nodes[id];
             // An unreachable node takes nothing anyway; it is judged when it answers again.
-            let old = nv.reachable && on_old_timeline(nv, newest);
+            // One known only from its last checkpoint may well have moved on since.
+            let old = nv.reachable && self.timeline_current[id] && on_old_timeline(nv, newest);
             let was_fenced = nv.fenced();
             let was_old = nv.old_timeline;
             self.nodes[id].old_timeline = old;

@@ -27,6 +27,7 @@ fn sample(at: Instant, in_recovery: bool, lsn: u64) -> Result<Sample, ProbeError
         in_recovery,
         lsn: Lsn(lsn),
         timeline: Some(1),
+        checkpoint_timeline: Some(1),
     })
 }
 
@@ -656,6 +657,45 @@ fn replicas_keep_taking_reads_through_a_conflict_however_long() {
     assert_eq!(view.primary, Primary::Known(0));
     assert!(
         view.nodes[1].lagging && takes_reads(&view.nodes[2]),
+        "{view:?}"
+    );
+}
+
+#[test]
+fn a_replica_timeline_known_only_from_its_last_checkpoint_is_not_judged_old() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    let no_receiver = |at, lsn, checkpoint| {
+        sample(at, true, lsn).map(|x| Sample {
+            timeline: None,
+            checkpoint_timeline: Some(checkpoint),
+            ..x
+        })
+    };
+    // node2 never shows its WAL receiver (the monitor's role may not see it): its last
+    // restartpoint was on timeline 1, which says nothing about where it is now.
+    s.record(0, sample(t0, false, 9000));
+    s.record(1, sample(t0, true, 9000));
+    s.record(2, no_receiver(t0, 9000, 1));
+    s.derive(t0 + 5 * MS);
+    s.record(0, refused());
+    s.record(1, on_timeline(t0 + 20 * MS, false, 9100, 2));
+    s.record(2, no_receiver(t0 + 20 * MS, 9100, 1));
+    let view = s.derive(t0 + 30 * MS);
+    assert_eq!(view.nodes[2].timeline, Some(1));
+    assert!(takes_reads(&view.nodes[2]), "{view:?}");
+    // Once seen streaming timeline 2, a later checkpoint-only reading does not take it back.
+    s.record(2, on_timeline(t0 + 40 * MS, true, 9100, 2));
+    s.record(2, no_receiver(t0 + 60 * MS, 9100, 1));
+    let view = s.derive(t0 + 70 * MS);
+    assert_eq!(view.nodes[2].timeline, Some(2));
+    assert!(takes_reads(&view.nodes[2]), "{view:?}");
+    // Seen streaming timeline 1 (from the fenced node, say), then not streaming: still old.
+    s.record(2, on_timeline(t0 + 80 * MS, true, 9200, 1));
+    s.record(2, no_receiver(t0 + 90 * MS, 9200, 1));
+    let view = s.derive(t0 + 100 * MS);
+    assert!(
+        view.nodes[2].old_timeline && !takes_reads(&view.nodes[2]),
         "{view:?}"
     );
 }
