@@ -38,8 +38,8 @@ pub struct State {
     primary_missing_since: Option<Instant>,
     /// When the primary last answered a probe: replicas cannot be known to be fresher than that.
     primary_seen_at: Option<Instant>,
-    /// The newest timeline each node has been seen on, in either role (`None`: never, or
-    /// removed). Their maximum is the cluster's newest timeline: a node on an older one is
+    /// The newest timeline each node has been seen on, in either role (`None`: never; kept for
+    /// removed nodes). Their maximum is the cluster's newest timeline: a node on an older one is
     /// fenced (a claimant) or takes no reads (a replica). Kept in memory only: a restart of
     /// pgroute starts without history.
     seen_timeline: Vec<Option<u32>>,
@@ -108,8 +108,8 @@ impl State {
             *r = true;
             self.nodes[id] = NodeView::default();
             self.probed[id] = true;
-            // What a node pgroute no longer routes to went through decides nothing.
-            self.seen_timeline[id] = None;
+            // Its timeline history stays: the cluster went through that timeline whatever the
+            // config lists now, and forgetting it could unfence an old primary.
         }
     }
 

@@ -699,3 +699,24 @@ fn a_replica_timeline_known_only_from_its_last_checkpoint_is_not_judged_old() {
         "{view:?}"
     );
 }
+
+#[test]
+fn a_reload_keeps_the_timeline_history_and_judges_added_nodes_by_it() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    assert!(old_primary_back(&mut s, t0).nodes[0].fenced());
+    // The promoted node is removed from the config: the cluster still went through timeline 2.
+    s.remove(1);
+    s.record(0, on_timeline(t0 + INTERVAL, false, 9060, 1));
+    let view = s.derive(t0 + INTERVAL + 5 * MS);
+    assert_eq!(view.primary, Primary::Missing, "{view:?}");
+    assert!(view.nodes[0].fenced());
+    // An added node on timeline 2 takes the writes once probed; one on timeline 1 is fenced.
+    let added = s.add("node3".into());
+    let old = s.add("node4".into());
+    s.record(added, on_timeline(t0 + 2 * INTERVAL, false, 9300, 2));
+    s.record(old, on_timeline(t0 + 2 * INTERVAL, false, 9400, 1));
+    let view = s.derive(t0 + 2 * INTERVAL + 5 * MS);
+    assert_eq!(view.primary, Primary::Known(added), "{view:?}");
+    assert!(view.nodes[old].fenced() && !view.nodes[added].fenced());
+}
