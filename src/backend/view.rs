@@ -54,7 +54,8 @@ pub enum Primary {
     Known(usize),
     /// No reachable node is out of recovery.
     Missing,
-    /// Several nodes claim to be primary: writes are refused until one steps down.
+    /// Several nodes claim to be primary on the newest timeline (or on timelines pgroute cannot
+    /// tell apart): writes are refused until one steps down. Reads go on on the replicas.
     Conflict(Vec<usize>),
 }
 
@@ -72,7 +73,26 @@ pub struct NodeView {
     pub lag_time: Duration,
     /// Over the lag limits (with hysteresis): takes no new reads.
     pub lagging: bool,
+    /// The node's current timeline, as last probed.
     pub timeline: Option<u32>,
+    /// On a timeline older than the newest one pgroute has seen in the cluster: the node's
+    /// history forked off (or has not yet followed) the current primary's. It takes no reads,
+    /// and, if it claims to be primary, no writes either: it is [fenced](NodeView::fenced).
+    pub old_timeline: bool,
+}
+
+impl NodeView {
+    /// Claims to be primary on an old timeline: takes no writes and no reads until it reports
+    /// being in recovery again.
+    pub fn fenced(&self) -> bool {
+        self.old_timeline && self.in_recovery == Some(false)
+    }
+
+    /// An observed replica that may take reads now: reachable, in recovery, on the newest
+    /// timeline, within the lag limits.
+    pub fn takes_reads(&self) -> bool {
+        self.reachable && self.in_recovery == Some(true) && !self.old_timeline && !self.lagging
+    }
 }
 
 /// An immutable picture of the cluster, replaced as a whole after every probe.

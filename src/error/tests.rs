@@ -108,6 +108,13 @@ fn cases() -> Vec<(Error, &'static str, Severity, Origin, bool)> {
             false,
         ),
         (RouteError::AllLagging.into(), "57P03", E, Pgroute, false),
+        (
+            RouteError::Fenced("pg1".into()).into(),
+            "57P03",
+            E,
+            Pgroute,
+            false,
+        ),
         (Error::NoNode, "08006", F, Pgroute, false),
         // A unit that got no server connection: the node's failures may go elsewhere.
         (BackendError::Connect(io()).into(), "08001", E, Server, true),

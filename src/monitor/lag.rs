@@ -59,6 +59,11 @@ impl LsnHistory {
         self.samples.clear();
     }
 
+    /// The last position the primary was seen at.
+    pub fn latest(&self) -> Option<Lsn> {
+        self.samples.back().map(|(_, lsn)| *lsn)
+    }
+
     /// How long before `measured` the primary was first seen past `replay` by at least one
     /// whole WAL record: the age, when the replica was measured at `replay`, of the oldest
     /// change it had not applied. Zero when it had applied everything the primary was seen
@@ -82,12 +87,29 @@ impl LsnHistory {
 /// (the end of the last record applied) never covers.
 pub const MIN_RECORD_BYTES: u64 = 24;
 
-/// Which node is primary, from the nodes' own answers.
+/// Whether a node is on an older timeline than `newest`, the newest timeline pgroute has seen
+/// any node of the cluster on. Such a node's history forked off the current one (an old
+/// primary started again as a primary) or has not followed it yet (a replica not yet repointed):
+/// a primary there must not take writes, and a replica there may replay WAL that the current
+/// primary never wrote, with LSNs that compare as if it had. A node or a cluster whose timeline
+/// is unknown is not on an old one: there is nothing to decide with.
+pub fn on_old_timeline(nv: &NodeView, newest: Option<u32>) -> bool {
+    matches!((nv.timeline, newest), (Some(t), Some(n)) if t < n)
+}
+
+/// Which node is primary, from the nodes' own answers (with `old_timeline` already set).
+///
+/// | claimants (reachable, out of recovery)        | primary                          |
+/// |-----------------------------------------------|----------------------------------|
+/// | none                                          | `Missing`                        |
+/// | one on the newest timeline, others older      | `Known`: the older are fenced    |
+/// | only ones on old timelines                    | `Missing`: all fenced            |
+/// | several on the newest (or unknown) timeline   | `Conflict`                       |
 pub fn observe_primary(nodes: &[NodeView]) -> Primary {
     let primaries: Vec<usize> = nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.reachable && n.in_recovery == Some(false))
+        .filter(|(_, n)| n.reachable && n.in_recovery == Some(false) && !n.old_timeline)
         .map(|(i, _)| i)
         .collect();
     match primaries.len() {
@@ -199,5 +221,38 @@ mod tests {
             observe_primary(&[node(true, false), node(true, false), node(true, true)]),
             Primary::Conflict(vec![0, 1])
         );
+    }
+
+    #[test]
+    fn a_claimant_on_an_old_timeline_is_never_the_primary() {
+        let node = |rec, timeline, old_timeline| NodeView {
+            reachable: true,
+            in_recovery: Some(rec),
+            timeline: Some(timeline),
+            old_timeline,
+            ..Default::default()
+        };
+        let old = node(false, 1, true);
+        assert!(old.fenced() && !old.takes_reads());
+        assert_eq!(
+            observe_primary(&[old.clone(), node(false, 2, false), node(true, 2, false)]),
+            Primary::Known(1)
+        );
+        assert_eq!(
+            observe_primary(&[old, node(true, 2, false)]),
+            Primary::Missing,
+            "a fenced node does not take over when the newer primary is gone"
+        );
+        let tl = |t| NodeView {
+            timeline: t,
+            ..Default::default()
+        };
+        assert!(on_old_timeline(&tl(Some(1)), Some(2)));
+        assert!(!on_old_timeline(&tl(Some(2)), Some(2)));
+        assert!(
+            !on_old_timeline(&tl(None), Some(2)),
+            "unknown: nothing to decide"
+        );
+        assert!(!on_old_timeline(&tl(Some(1)), None));
     }
 }

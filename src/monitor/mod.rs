@@ -162,6 +162,10 @@ impl Aggregator {
                 None => {}
             }
             self.cluster.publish(self.state.derive(Instant::now()));
+            // Idle connections to a fenced node go at once; none is handed out any more.
+            for fenced in self.state.take_fenced() {
+                self.pools.purge_node(fenced);
+            }
             if self.settings.auto_promote {
                 let due = self
                     .state

@@ -11,15 +11,26 @@ use tokio_util::sync::CancellationToken;
 use super::Settings;
 use crate::backend::view::Lsn;
 
-/// One query per node per tick: role, WAL position, timeline.
+/// One query per node per tick: role, WAL position, current timeline.
 ///
 /// The primary reports its *flushed* position, not `pg_current_wal_lsn()` (written): the
 /// walsender sends only flushed WAL ("it's unsafe to send WAL that is not securely down to disk
 /// on the primary", walsender.c), so a replica is measured against what it could have
 /// received, not against WAL the primary has written out but not yet flushed.
+///
+/// The timeline is the current one, not `pg_control_checkpoint()`'s, which changes only at the
+/// next checkpoint (a promoted replica would report its old timeline until then; pgroute never
+/// forces a checkpoint to learn it). A primary's is the first 8 hex digits of the name of the
+/// WAL file it writes; `pg_walfile_name` "cannot be executed during recovery", so the CASE
+/// keeps it off replicas. A replica's is the timeline its WAL receiver last received
+/// (`received_tli`, visible to roles with `pg_read_all_stats`, which `pg_monitor` includes).
+/// When it has no receiver (not streaming now) or the role may not see it, the fourth column,
+/// the last checkpoint's (restartpoint's) timeline, is all there is: a lower bound.
 const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), \
      (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
       ELSE pg_current_wal_flush_lsn() END)::text, \
+     (CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) \
+      ELSE ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int END), \
      (SELECT timeline_id FROM pg_control_checkpoint())";
 
 /// What one probe of one node returned.
@@ -32,7 +43,10 @@ pub struct Sample {
     pub in_recovery: bool,
     /// Primary: flushed WAL position. Replica: last replayed position.
     pub lsn: Lsn,
+    /// The node's current timeline, when known (see [`PROBE_SQL`]).
     pub timeline: Option<u32>,
+    /// The timeline of its last checkpoint or restartpoint: at most the current one.
+    pub checkpoint_timeline: Option<u32>,
 }
 
 /// Why a probe failed.
@@ -168,12 +182,18 @@ async fn probe(pool: &Pool) -> Result<Sample, ProbeError> {
     let in_recovery: bool = row.try_get(0).map_err(|e| ProbeError::from_error(&e))?;
     // A replica that has replayed nothing yet reports NULL.
     let lsn: Option<String> = row.try_get(1).map_err(|e| ProbeError::from_error(&e))?;
-    let timeline: Option<i32> = row.try_get(2).ok().flatten();
+    let timeline = |i| {
+        row.try_get::<_, Option<i32>>(i)
+            .ok()
+            .flatten()
+            .and_then(|t| u32::try_from(t).ok())
+    };
     Ok(Sample {
         asked_at,
         answered_at,
         in_recovery,
         lsn: lsn.as_deref().and_then(Lsn::parse).unwrap_or_default(),
-        timeline: timeline.and_then(|t| u32::try_from(t).ok()),
+        timeline: timeline(2),
+        checkpoint_timeline: timeline(3),
     })
 }

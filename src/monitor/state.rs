@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::lag::{observe_primary, LagLimits, LsnHistory};
+use super::lag::{observe_primary, on_old_timeline, LagLimits, LsnHistory};
 use super::probe::{ProbeError, Sample};
 use crate::backend::view::{ClusterView, Lsn, NodeView, Primary};
 
@@ -38,6 +38,18 @@ pub struct State {
     primary_missing_since: Option<Instant>,
     /// When the primary last answered a probe: replicas cannot be known to be fresher than that.
     primary_seen_at: Option<Instant>,
+    /// The newest timeline each node has been seen on, in either role (`None`: never; kept for
+    /// removed nodes). Their maximum is the cluster's newest timeline: a node on an older one is
+    /// fenced (a claimant) or takes no reads (a replica). Kept in memory only: a restart of
+    /// pgroute starts without history.
+    seen_timeline: Vec<Option<u32>>,
+    /// The node's timeline was read as its current one (not only from its last checkpoint)
+    /// since it took its present role: only then can it be found on an old timeline.
+    timeline_current: Vec<bool>,
+    /// Nodes fenced since the caller last asked ([`State::take_fenced`]).
+    newly_fenced: Vec<usize>,
+    /// Since when several nodes claim to be primary on the newest timeline.
+    conflict_since: Option<Instant>,
 }
 
 impl State {
@@ -68,6 +80,10 @@ impl State {
             primary,
             primary_missing_since: None,
             primary_seen_at: None,
+            seen_timeline: vec![None; n],
+            timeline_current: vec![false; n],
+            newly_fenced: Vec::new(),
+            conflict_since: None,
         }
     }
 
@@ -80,6 +96,8 @@ impl State {
         self.asked_at.push(None);
         self.failures.push(0);
         self.removed.push(false);
+        self.seen_timeline.push(None);
+        self.timeline_current.push(false);
         self.names.len() - 1
     }
 
@@ -90,6 +108,8 @@ impl State {
             *r = true;
             self.nodes[id] = NodeView::default();
             self.probed[id] = true;
+            // Its timeline history stays: the cluster went through that timeline whatever the
+            // config lists now, and forgetting it could unfence an old primary.
         }
     }
 
@@ -143,12 +163,21 @@ impl State {
     fn record_sample(&mut self, id: usize, sample: &Sample) {
         let nv = &mut self.nodes[id];
         nv.reachable = true;
-        if nv.in_recovery.is_some_and(|r| r != sample.in_recovery) {
+        let role_changed = nv.in_recovery.is_some_and(|r| r != sample.in_recovery);
+        if role_changed {
             tracing::warn!(node = %self.names[id], in_recovery = sample.in_recovery, "node changed role");
             nv.replay_lsn = None;
         }
         nv.in_recovery = Some(sample.in_recovery);
-        nv.timeline = sample.timeline;
+        // A replica never goes back to an older timeline: a reading from its last restartpoint
+        // (no WAL receiver at the moment) does not undo a current one.
+        let kept = !role_changed && self.timeline_current[id];
+        (nv.timeline, self.timeline_current[id]) = match sample.timeline {
+            Some(t) => (Some(t), true),
+            None if kept => (nv.timeline.max(sample.checkpoint_timeline), true),
+            None => (sample.checkpoint_timeline, false),
+        };
+        self.seen_timeline[id] = self.seen_timeline[id].max(nv.timeline);
         self.asked_at[id] = Some(sample.asked_at);
         if sample.in_recovery {
             // Replay positions only move forward: keep the highest seen.
@@ -167,11 +196,15 @@ impl State {
     pub fn derive(&mut self, now: Instant) -> ClusterView {
         self.observed = self.observed || self.probed.iter().all(|p| *p);
         let observed = self.observed;
+        self.mark_old_timelines();
         // Until every node answered once, the configured primary stands.
-        let primary = if observed {
-            observe_primary(&self.nodes)
-        } else {
-            self.primary.clone()
+        let primary = match &self.primary {
+            _ if observed => observe_primary(&self.nodes),
+            // Even then, not one already seen on an old timeline.
+            Primary::Known(p) if self.nodes.get(*p).is_some_and(NodeView::fenced) => {
+                Primary::Missing
+            }
+            configured => configured.clone(),
         };
         if primary != self.primary {
             self.on_primary_change(&primary, now);
@@ -197,6 +230,36 @@ impl State {
         }
     }
 
+    /// Sets every node's `old_timeline` against the newest timeline seen, logging each change
+    /// once.
+    fn mark_old_timelines(&mut self) {
+        let newest = self.seen_timeline.iter().copied().max().flatten();
+        for id in 0..self.nodes.len() {
+            let nv = &self.nodes[id];
+            // An unreachable node takes nothing anyway; it is judged when it answers again.
+            // One known only from its last checkpoint may well have moved on since.
+            let old = nv.reachable && self.timeline_current[id] && on_old_timeline(nv, newest);
+            let was_fenced = nv.fenced();
+            let was_old = nv.old_timeline;
+            self.nodes[id].old_timeline = old;
+            let nv = &self.nodes[id];
+            let (name, timeline) = (&self.names[id], nv.timeline);
+            if nv.fenced() && !was_fenced {
+                tracing::warn!(node = %name, ?timeline, ?newest, "node claims to be primary on an old timeline: fenced, it takes no writes and no reads until it is back in recovery");
+                self.newly_fenced.push(id);
+            } else if old && !was_old {
+                tracing::warn!(node = %name, ?timeline, ?newest, "replica on an old timeline: no reads until it follows the newest one");
+            } else if was_old && !old {
+                tracing::info!(node = %name, ?timeline, in_recovery = ?nv.in_recovery, "node is on the newest timeline again");
+            }
+        }
+    }
+
+    /// The nodes fenced since the last call (their pools are to be emptied).
+    pub fn take_fenced(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.newly_fenced)
+    }
+
     /// A replica's lag in bytes and time.
     ///
     /// Time: how long before the replica was measured the primary was first seen past its
@@ -204,15 +267,33 @@ impl State {
     /// primary was seen at the next one, is not behind as far as anyone knows. Time without an
     /// answer beyond [`State::grace`] counts as lag, from the replica (while the primary has
     /// moved past it) as from a reachable primary (whose writes since are unknown).
+    ///
+    /// While several nodes claim to be primary on the newest timeline there is no primary to
+    /// measure against: which claimant a replica follows is unknown, so is what either has
+    /// written since. Counting that time as lag would take every replica out of reads after
+    /// `lag.max_time`, when reads are all pgroute can still serve; measuring against one
+    /// claimant (the newest timeline's does not exist: they share it) would be a guess. So lag
+    /// is measured as of the moment the conflict began, against the last primary's history:
+    /// unknown since then, but not growing. A replica that was behind stays behind until it
+    /// replays what that primary had written (its replay position still counts), one that was
+    /// within the limits keeps taking reads. pgroute itself sends no writes meanwhile, so no
+    /// session's read-your-writes position can move past the replicas (that check still holds:
+    /// replay positions only move forward); writes made straight to a claimant are not seen.
     fn replica_lag(&self, id: usize, primary_lsn: Option<Lsn>, now: Instant) -> (u64, Duration) {
         let replay = self.nodes[id].replay_lsn.unwrap_or_default();
-        let bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
+        let bytes = match (&self.primary, primary_lsn) {
+            (Primary::Conflict(_), _) => self.history.latest().map_or(0, |p| p.bytes_since(replay)),
+            (_, p) => p.map_or(0, |p| p.bytes_since(replay)),
+        };
         let stale_from = now.checked_sub(self.grace());
-        let measured = match (self.asked_at[id], stale_from) {
+        let mut measured = match (self.asked_at[id], stale_from) {
             (Some(asked), Some(stale)) => asked.max(stale),
             (Some(asked), None) => asked,
             (None, _) => now,
         };
+        if let Some(since) = self.conflict_since {
+            measured = measured.min(since);
+        }
         // Only while there is a primary to hear from: once it is found unreachable, counting
         // every replica as lagging would leave reads nowhere to go.
         let primary_unknown = match (&self.primary, self.primary_seen_at) {
@@ -262,18 +343,21 @@ impl State {
                 self.history.clear();
                 self.primary_seen_at = None;
                 self.primary_missing_since = None;
+                self.conflict_since = None;
             }
             Primary::Missing => {
                 tracing::error!("no reachable primary: writes fail until one is back or promoted");
                 self.primary_missing_since = Some(now);
+                self.conflict_since = None;
             }
             Primary::Conflict(ids) => {
-                let newest = ids.iter().max_by_key(|i| self.nodes[**i].timeline).copied();
+                // Only nodes on the same (newest) timeline, or whose timeline is unknown, get
+                // here: an older one would be fenced. Nothing tells which one is current.
                 tracing::error!(
                     nodes = %names(ids),
-                    likely_current = ?newest.map(|i| &self.names[i]),
-                    "several nodes claim to be primary: writes refused until one steps down"
+                    "several nodes claim to be primary on the same timeline: writes refused until one steps down; reads go on on the replicas"
                 );
+                self.conflict_since.get_or_insert(now);
             }
         }
     }
@@ -289,7 +373,8 @@ impl State {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.reachable && n.in_recovery == Some(true))
+            // One on an old timeline would start a second history beside the newest one.
+            .filter(|(_, n)| n.reachable && n.in_recovery == Some(true) && !n.old_timeline)
             .max_by_key(|(_, n)| n.replay_lsn)
             .map(|(i, _)| i)?;
         self.primary_missing_since = None;

@@ -406,6 +406,13 @@ fn eligible(f: &Facts, policy: &Policy, pool: Pool) -> Eligible {
 
 /// Whether a unit joins, waits for, or leaves the connection the session holds.
 fn on_held(f: &Facts, held: &HeldFacts, target: Target, policy: &Policy) -> Option<Decision> {
+    let node = held.route.node();
+    if f.view.nodes.get(node).is_some_and(NodeView::fenced) {
+        // Fenced while the session held it (a transaction, pinned state): nothing more goes
+        // there, not even the unit that would end the transaction.
+        let name = f.names.get(node).cloned().unwrap_or_default();
+        return Some(Decision::Refuse(RouteError::Fenced(name)));
+    }
     let on_replica = matches!(held.route, Route::Replica(_));
     if held.awaiting_sync && target == Target::Write && on_replica {
         return Some(Decision::CloseSequence);
@@ -511,9 +518,12 @@ fn read(f: &Facts, policy: &Policy, pool: Pool, steered: Option<Reason>) -> Deci
     to_primary(f, found.reason())
 }
 
-/// Observed in recovery (or, before the monitor's first round, configured as a replica).
+/// Observed in recovery on the newest timeline (or, before the monitor's first round,
+/// configured as a replica and not seen on an old timeline). Never a fenced node.
 fn is_replica(view: &ClusterView, node: &NodeFacts, nv: &NodeView) -> bool {
-    if view.observed {
+    if nv.old_timeline {
+        false
+    } else if view.observed {
         nv.reachable && nv.in_recovery == Some(true)
     } else {
         node.configured_role == Role::Replica
@@ -530,6 +540,7 @@ fn least_lagged(f: &Facts, policy: &Policy, pool: Pool) -> Option<usize> {
         .filter(|(i, nv)| {
             nv.reachable
                 && nv.in_recovery == Some(true)
+                && !nv.old_timeline
                 && freshness(&f.session.read, nv).is_none()
                 && !f.exclude.contains(i)
                 && f.nodes

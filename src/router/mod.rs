@@ -97,6 +97,10 @@ pub enum RouteError {
         "writes refused: several nodes claim to be primary ({0}); waiting for one to step down"
     )]
     SplitBrain(String),
+    #[error(
+        "node {0} is fenced: it claims to be primary on an older timeline than the current primary's"
+    )]
+    Fenced(String),
     #[error("every replica lags beyond the configured limits (lag.when_all_lagging = \"error\")")]
     AllLagging,
     #[error("no replica of group \"{0}\" can take the read (groups.{0}.when_empty = \"error\")")]

@@ -261,7 +261,7 @@ impl Session {
 }
 
 /// Columns of `SHOW pgroute.nodes`.
-const NODE_COLUMNS: [&str; 9] = [
+const NODE_COLUMNS: [&str; 10] = [
     "node",
     "addr",
     "role",
@@ -271,6 +271,7 @@ const NODE_COLUMNS: [&str; 9] = [
     "lag_ms",
     "takes_reads",
     "outstanding",
+    "timeline",
 ];
 
 /// The monitor's view of every node, one row each (all text).
@@ -285,11 +286,11 @@ fn node_rows(session: &Session) -> Vec<Vec<String>> {
         .filter(|(node, _)| !node.removed())
         .map(|(node, nv)| {
             let role = match nv.in_recovery {
+                _ if nv.fenced() => "fenced",
                 Some(true) => "replica",
                 Some(false) => "primary",
                 None => "unknown",
             };
-            let takes_reads = nv.reachable && nv.in_recovery == Some(true) && !nv.lagging;
             vec![
                 node.name.clone(),
                 node.addr.to_string(),
@@ -298,8 +299,9 @@ fn node_rows(session: &Session) -> Vec<Vec<String>> {
                 nv.replay_lsn.map(|l| l.to_string()).unwrap_or_default(),
                 nv.lag_bytes.to_string(),
                 nv.lag_time.as_millis().to_string(),
-                takes_reads.to_string(),
+                nv.takes_reads().to_string(),
                 node.outstanding().to_string(),
+                nv.timeline.map(|t| t.to_string()).unwrap_or_default(),
             ]
         })
         .collect()

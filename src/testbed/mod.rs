@@ -233,6 +233,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// Points replica `replica` at `upstream` (its `primary_conninfo`, reloaded: PostgreSQL
+    /// restarts the WAL receiver), as a failover manager does after a promotion. With the
+    /// default `recovery_target_timeline = 'latest'` it follows `upstream`'s timeline.
+    pub fn follow(&self, replica: usize, upstream: usize) -> Result<()> {
+        let conninfo = self.psql(replica, "SELECT current_setting('primary_conninfo')")?;
+        let port = format!("port={}", self.port(upstream));
+        let repointed: Vec<String> = conninfo
+            .split_whitespace()
+            .map(|kv| {
+                if kv.starts_with("port=") {
+                    port.clone()
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect();
+        let sql = format!(
+            "ALTER SYSTEM SET primary_conninfo = '{}';\nSELECT pg_reload_conf();",
+            repointed.join(" ").replace('\'', "''")
+        );
+        self.psql(replica, &sql)?;
+        info!(replica, upstream, "replica repointed");
+        Ok(())
+    }
+
     /// Runs `sql` with `psql -X -A -t -q` as superuser `postgres` over TCP on database
     /// `postgres`, and returns its trimmed stdout (rows one per line, columns split by `|`).
     /// The SQL is read as a script, so each statement runs on its own, and the first error stops it.

@@ -27,6 +27,7 @@ fn sample(at: Instant, in_recovery: bool, lsn: u64) -> Result<Sample, ProbeError
         in_recovery,
         lsn: Lsn(lsn),
         timeline: Some(1),
+        checkpoint_timeline: Some(1),
     })
 }
 
@@ -51,7 +52,7 @@ fn tick(s: &mut State, at: Instant, primary: u64, replicas: [u64; 2]) -> Cluster
 }
 
 fn takes_reads(nv: &NodeView) -> bool {
-    nv.reachable && nv.in_recovery == Some(true) && !nv.lagging
+    nv.takes_reads()
 }
 
 #[test]
@@ -491,4 +492,231 @@ fn before_the_first_round_a_reload_names_the_configured_primary() {
         Primary::Known(0),
         "once observed, only probes decide"
     );
+}
+
+/// A probe of `node` on `timeline`, asked at `at`.
+fn on_timeline(
+    at: Instant,
+    in_recovery: bool,
+    lsn: u64,
+    timeline: u32,
+) -> Result<Sample, ProbeError> {
+    sample(at, in_recovery, lsn).map(|s| Sample {
+        timeline: Some(timeline),
+        ..s
+    })
+}
+
+/// node0 primary on timeline 1 stops, node1 is promoted to timeline 2 (node2 follows it), and
+/// node0 comes back as a primary on timeline 1.
+fn old_primary_back(s: &mut State, t0: Instant) -> ClusterView {
+    tick(s, t0, 9000, [9000, 9000]);
+    s.record(0, refused());
+    s.derive(t0 + 10 * MS);
+    s.record(1, on_timeline(t0 + 20 * MS, false, 9100, 2));
+    s.record(2, on_timeline(t0 + 20 * MS, true, 9100, 2));
+    assert_eq!(s.derive(t0 + 30 * MS).primary, Primary::Known(1));
+    s.record(0, on_timeline(t0 + 40 * MS, false, 9050, 1));
+    s.derive(t0 + 50 * MS)
+}
+
+#[test]
+fn a_primary_on_an_older_timeline_is_fenced_and_the_newest_one_keeps_the_writes() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    let view = old_primary_back(&mut s, t0);
+    assert_eq!(view.primary, Primary::Known(1), "{view:?}");
+    assert!(view.nodes[0].fenced() && !view.nodes[0].takes_reads());
+    assert!(!view.nodes[1].fenced() && !view.nodes[2].old_timeline);
+    assert!(takes_reads(&view.nodes[2]));
+    assert_eq!(s.take_fenced(), vec![0], "reported once");
+    // It stays fenced while it claims to be primary, also once the newer primary is gone: a
+    // fenced node never takes over.
+    for i in 1..=20 {
+        let at = t0 + i * INTERVAL;
+        s.record(0, on_timeline(at, false, 9050 + u64::from(i), 1));
+        s.record(1, on_timeline(at, false, 9100 + u64::from(i), 2));
+        s.record(2, on_timeline(at, true, 9100 + u64::from(i), 2));
+        let view = s.derive(at + 5 * MS);
+        assert_eq!(view.primary, Primary::Known(1), "tick {i}");
+        assert!(
+            view.nodes[0].fenced() && takes_reads(&view.nodes[2]),
+            "tick {i}: {view:?}"
+        );
+    }
+    assert!(s.take_fenced().is_empty());
+    s.record(1, refused());
+    let view = s.derive(t0 + 3 * Duration::from_secs(1));
+    assert_eq!(view.primary, Primary::Missing);
+    assert!(view.nodes[0].fenced());
+    // A manager must not promote from the old timeline either; node2 is on the newest.
+    assert_eq!(
+        s.promotion_due(t0 + Duration::from_secs(60), Duration::from_secs(1)),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_fenced_node_rejoins_once_it_is_in_recovery_again() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    assert!(old_primary_back(&mut s, t0).nodes[0].fenced());
+    // Rewound and started as a replica of node1: it follows timeline 2.
+    let at = t0 + INTERVAL;
+    s.record(0, on_timeline(at, true, 9100, 2));
+    s.record(1, on_timeline(at, false, 9100, 2));
+    s.record(2, on_timeline(at, true, 9100, 2));
+    let view = s.derive(at + 5 * MS);
+    assert_eq!(view.primary, Primary::Known(1));
+    assert!(!view.nodes[0].fenced() && !view.nodes[0].old_timeline);
+    assert!(takes_reads(&view.nodes[0]), "{view:?}");
+    assert_eq!(view.nodes[0].replay_lsn, Some(Lsn(9100)));
+}
+
+#[test]
+fn a_replica_on_an_older_timeline_takes_no_reads_until_it_follows_the_newest() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    tick(&mut s, t0, 9000, [9000, 9000]);
+    s.record(0, refused());
+    s.record(1, on_timeline(t0 + 20 * MS, false, 9100, 2));
+    // node2 still streams timeline 1 (from wherever): it may hold WAL node1 never wrote.
+    s.record(2, on_timeline(t0 + 20 * MS, true, 9200, 1));
+    let view = s.derive(t0 + 30 * MS);
+    assert_eq!(view.primary, Primary::Known(1));
+    assert!(view.nodes[2].old_timeline && !view.nodes[2].fenced());
+    assert!(!view.nodes[2].takes_reads(), "{view:?}");
+    s.record(2, on_timeline(t0 + 40 * MS, true, 9300, 2));
+    assert!(s.derive(t0 + 50 * MS).nodes[2].takes_reads());
+}
+
+#[test]
+fn claimants_on_the_same_timeline_or_with_no_history_are_a_conflict() {
+    let t0 = Instant::now();
+    // A replica promoted while the primary runs, both on timeline 2 as far as pgroute knows
+    // (it has seen neither one's promotion): no way to tell which is current.
+    let mut s = new_state();
+    s.record(0, on_timeline(t0, false, 9000, 2));
+    s.record(1, on_timeline(t0, true, 9000, 2));
+    s.record(2, on_timeline(t0, false, 9500, 2));
+    let view = s.derive(t0 + 5 * MS);
+    assert_eq!(view.primary, Primary::Conflict(vec![0, 2]));
+    assert!(!view.nodes[0].fenced() && !view.nodes[2].fenced());
+    assert!(takes_reads(&view.nodes[1]), "reads go on: {view:?}");
+    // Timelines unknown (no history at all): a conflict too.
+    let mut s = new_state();
+    for (id, rec) in [(0, false), (1, true), (2, false)] {
+        s.record(
+            id,
+            sample(t0, rec, 9000).map(|x| Sample {
+                timeline: None,
+                ..x
+            }),
+        );
+    }
+    assert_eq!(s.derive(t0 + 5 * MS).primary, Primary::Conflict(vec![0, 2]));
+    // Just started, two claimants on different timelines: the newer one is primary.
+    let mut s = new_state();
+    s.record(0, on_timeline(t0, false, 9000, 1));
+    s.record(1, on_timeline(t0, true, 9000, 3));
+    s.record(2, on_timeline(t0, false, 9500, 3));
+    let view = s.derive(t0 + 5 * MS);
+    assert_eq!(view.primary, Primary::Known(2));
+    assert!(view.nodes[0].fenced());
+}
+
+#[test]
+fn replicas_keep_taking_reads_through_a_conflict_however_long() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    // node1 replays 150 bytes (three ticks) behind the primary, within max_time.
+    let mut view = s.derive(t0);
+    let pos = |i: u32| 5000 + 50 * u64::from(i);
+    for i in 0..=5 {
+        view = tick(&mut s, t0 + i * INTERVAL, pos(i), [pos(i) - 150, pos(i)]);
+    }
+    assert!(takes_reads(&view.nodes[1]), "{view:?}");
+    assert!(view.nodes[1].lag_time > Duration::ZERO, "{view:?}");
+    // node2 is promoted too (same timeline); both claimants write on for 10 s, and node1 (which
+    // follows neither, as far as pgroute can tell) stays where it was.
+    let mut at = t0;
+    for i in 6..106 {
+        at = t0 + i * INTERVAL;
+        s.record(0, sample(at, false, pos(i)));
+        s.record(1, sample(at + MS, true, pos(5) - 150));
+        s.record(2, sample(at + 2 * MS, false, pos(i) + 7));
+        view = s.derive(at + 4 * MS);
+        assert_eq!(view.primary, Primary::Conflict(vec![0, 2]), "tick {i}");
+        let nv = &view.nodes[1];
+        assert!(takes_reads(nv), "tick {i}: {view:?}");
+        assert!(nv.lag_time <= 400 * MS, "tick {i}: {nv:?}");
+    }
+    // node2 steps down: measured against node0 again, node1 is far behind it in bytes.
+    s.record(2, sample(at + 5 * MS, true, pos(105)));
+    let view = s.derive(at + 10 * MS);
+    assert_eq!(view.primary, Primary::Known(0));
+    assert!(
+        view.nodes[1].lagging && takes_reads(&view.nodes[2]),
+        "{view:?}"
+    );
+}
+
+#[test]
+fn a_replica_timeline_known_only_from_its_last_checkpoint_is_not_judged_old() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    let no_receiver = |at, lsn, checkpoint| {
+        sample(at, true, lsn).map(|x| Sample {
+            timeline: None,
+            checkpoint_timeline: Some(checkpoint),
+            ..x
+        })
+    };
+    // node2 never shows its WAL receiver (the monitor's role may not see it): its last
+    // restartpoint was on timeline 1, which says nothing about where it is now.
+    s.record(0, sample(t0, false, 9000));
+    s.record(1, sample(t0, true, 9000));
+    s.record(2, no_receiver(t0, 9000, 1));
+    s.derive(t0 + 5 * MS);
+    s.record(0, refused());
+    s.record(1, on_timeline(t0 + 20 * MS, false, 9100, 2));
+    s.record(2, no_receiver(t0 + 20 * MS, 9100, 1));
+    let view = s.derive(t0 + 30 * MS);
+    assert_eq!(view.nodes[2].timeline, Some(1));
+    assert!(takes_reads(&view.nodes[2]), "{view:?}");
+    // Once seen streaming timeline 2, a later checkpoint-only reading does not take it back.
+    s.record(2, on_timeline(t0 + 40 * MS, true, 9100, 2));
+    s.record(2, no_receiver(t0 + 60 * MS, 9100, 1));
+    let view = s.derive(t0 + 70 * MS);
+    assert_eq!(view.nodes[2].timeline, Some(2));
+    assert!(takes_reads(&view.nodes[2]), "{view:?}");
+    // Seen streaming timeline 1 (from the fenced node, say), then not streaming: still old.
+    s.record(2, on_timeline(t0 + 80 * MS, true, 9200, 1));
+    s.record(2, no_receiver(t0 + 90 * MS, 9200, 1));
+    let view = s.derive(t0 + 100 * MS);
+    assert!(
+        view.nodes[2].old_timeline && !takes_reads(&view.nodes[2]),
+        "{view:?}"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_timeline_history_and_judges_added_nodes_by_it() {
+    let t0 = Instant::now();
+    let mut s = new_state();
+    assert!(old_primary_back(&mut s, t0).nodes[0].fenced());
+    // The promoted node is removed from the config: the cluster still went through timeline 2.
+    s.remove(1);
+    s.record(0, on_timeline(t0 + INTERVAL, false, 9060, 1));
+    let view = s.derive(t0 + INTERVAL + 5 * MS);
+    assert_eq!(view.primary, Primary::Missing, "{view:?}");
+    assert!(view.nodes[0].fenced());
+    // An added node on timeline 2 takes the writes once probed; one on timeline 1 is fenced.
+    let added = s.add("node3".into());
+    let old = s.add("node4".into());
+    s.record(added, on_timeline(t0 + 2 * INTERVAL, false, 9300, 2));
+    s.record(old, on_timeline(t0 + 2 * INTERVAL, false, 9400, 1));
+    let view = s.derive(t0 + 2 * INTERVAL + 5 * MS);
+    assert_eq!(view.primary, Primary::Known(added), "{view:?}");
+    assert!(view.nodes[old].fenced() && !view.nodes[added].fenced());
 }

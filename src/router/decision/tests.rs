@@ -165,6 +165,57 @@ fn no_primary_or_two_primaries_refuse_writes() {
 }
 
 #[test]
+fn a_node_on_an_old_timeline_takes_no_reads_and_a_fenced_one_nothing() {
+    // Node 2 claims to be primary on an old timeline; node 0 is the newest timeline's primary.
+    let mut c = Case::new(Target::Read);
+    c.view.nodes[2].in_recovery = Some(false);
+    c.view.nodes[2].old_timeline = true;
+    for _ in 0..10 {
+        assert_eq!(
+            c.decide(),
+            Decision::Node(Route::Replica(1), Reason::Replica)
+        );
+    }
+    // A replica on an old timeline (it may follow the fenced node): not even least-lagged.
+    c.view.nodes[1].old_timeline = true;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::NoReplica)
+    );
+    c.view.nodes[1].old_timeline = false;
+    c.view.nodes[1].lagging = true;
+    c.view.nodes[2].lagging = true;
+    c.policy.when_all_lagging = WhenAllLagging::LeastLagged;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Replica(1), Reason::LeastLagged)
+    );
+    // Before the monitor's first round, configured roles count, but not on an old timeline.
+    let mut c = Case::new(Target::Read);
+    c.view.observed = false;
+    c.view.nodes[1].old_timeline = true;
+    c.view.nodes[2].old_timeline = true;
+    assert_eq!(
+        c.decide(),
+        Decision::Node(Route::Primary(0), Reason::NoReplica)
+    );
+    // A connection held on a node that got fenced meanwhile takes nothing more.
+    for target in [Target::Write, Target::Read] {
+        let mut c = Case::new(target);
+        c.view.nodes[0].old_timeline = true;
+        c.view.primary = Primary::Known(2);
+        c.held = Some(HeldFacts {
+            kept_for: Some(Reason::Transaction),
+            ..held(Route::Primary(0))
+        });
+        assert_eq!(
+            c.decide(),
+            Decision::Refuse(RouteError::Fenced("pg1".into()))
+        );
+    }
+}
+
+#[test]
 fn reads_fall_back_to_the_primary_with_the_reason() {
     // Every replica down, or marked down after failures, or excluded after failing.
     let mut c = Case::new(Target::Read);
