@@ -89,9 +89,10 @@ async fn run(
     let listener = server::bind(&cfg)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
-    let admin = pgroute::admin::bind(&cfg)
-        .await
-        .with_context(|| format!("listening on admin.listen {:?}", cfg.admin.listen))?;
+    let admin = pgroute::admin::bind(&cfg).await.with_context(|| {
+        let addr = cfg.admin.listen.as_deref().unwrap_or_default();
+        format!("listening on admin.listen {addr}")
+    })?;
     let proxy = Proxy::new(cfg);
     if let Some(file) = file {
         tokio::spawn(reload_on_sighup(proxy.clone(), file));

@@ -58,8 +58,11 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Cancellat
 /// A response: status line and body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
+    /// HTTP status code.
     pub status: u16,
+    /// `Content-Type` header value.
     pub content_type: &'static str,
+    /// The whole body (sent with `Content-Length`).
     pub body: String,
 }
 
@@ -165,4 +168,63 @@ fn encode(r: &Response, head_only: bool) -> Vec<u8> {
         bytes.extend_from_slice(r.body.as_bytes());
     }
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::Proxy;
+
+    fn admin() -> Admin {
+        let toml = "[[users]]\nname = \"app\"\npassword = \"x\"\n\
+                    [[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:1\"\nrole = \"primary\"\n";
+        let config = crate::config::from_toml_str(toml).expect("config loads");
+        Admin::new(Proxy::new(config))
+    }
+
+    #[tokio::test]
+    async fn each_endpoint_answers_and_anything_else_is_refused() {
+        let admin = admin();
+        let status = |head: &str| respond(&admin, head.as_bytes()).status;
+        assert_eq!(status("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+        assert_eq!(status("HEAD /health HTTP/1.0\r\n\r\n"), 200);
+        assert_eq!(status("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GET /other HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("GET /health SPDY/3\r\n\r\n"), 400);
+        assert_eq!(status("\u{1b}garbage\r\n\r\n"), 400);
+        // Not serving clients yet, and the primary never probed.
+        let ready = respond(&admin, b"GET /ready HTTP/1.1\r\n\r\n");
+        assert_eq!(ready.status, 503);
+        assert_eq!(
+            ready.body,
+            "not ready: the client listener is not accepting\n"
+        );
+        admin.proxy.set_accepting(true);
+        let ready = respond(&admin, b"GET /ready HTTP/1.1\r\n\r\n");
+        assert_eq!(ready.body, "not ready: the primary is not reachable\n");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text_with_every_scrape_time_series() {
+        let admin = admin();
+        let r = respond(&admin, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert_eq!(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+        for line in [
+            "# TYPE pgroute_client_connections gauge",
+            "pgroute_client_connections{state=\"idle\"} 0",
+            "pgroute_node_up{node=\"pg1\"} 0",
+            "pgroute_node_role{node=\"pg1\",role=\"unknown\"} 1",
+            "pgroute_server_connections{node=\"pg1\",state=\"active\"} 0",
+            "# TYPE pgroute_unit_duration_seconds histogram",
+            "pgroute_config_reloads_total{result=\"ok\"} 0",
+        ] {
+            assert!(r.body.contains(line), "{line} in:\n{}", r.body);
+        }
+        let encoded = encode(&r, false);
+        let text = String::from_utf8_lossy(&encoded);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains(&format!("Content-Length: {}\r\n", r.body.len())));
+        assert!(encode(&r, true).ends_with(b"\r\n\r\n"), "HEAD: no body");
+    }
 }

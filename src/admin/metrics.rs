@@ -103,7 +103,9 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     reload_results: [Counter; 2],
     read_retries: Counter,
+    /// `pgroute_pool_checkout_wait_seconds`: a unit's wait for a server connection.
     pub checkout_wait: Histogram,
+    /// `pgroute_unit_duration_seconds`: from routing a unit to its ReadyForQuery.
     pub unit_duration: Histogram,
     /// Client connections open (authenticating or logged in).
     clients: AtomicU64,
@@ -389,6 +391,7 @@ impl Histogram {
         }))
     }
 
+    /// Records one observation: three relaxed atomic adds.
     pub fn observe(&self, d: Duration) {
         let h = &self.0;
         let secs = d.as_secs_f64();

@@ -44,6 +44,7 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The registry of `proxy`'s metrics (prefix `pgroute`) and its scrape-time collector.
     pub fn new(proxy: Arc<Proxy>) -> Admin {
         let mut registry = Registry::with_prefix("pgroute");
         proxy.metrics.register(&mut registry);

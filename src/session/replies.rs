@@ -382,6 +382,7 @@ impl Session {
 
     /// Sends a read again on another node.
     async fn retry(&mut self, retry: super::dispatch::Retry) -> Result<(), Error> {
+        self.unit_starts();
         let mut to_server = BytesMut::new();
         let decision = self.retry_decision(&retry.traits, retry.failed);
         if let Err(e) = self
