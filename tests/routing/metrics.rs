@@ -2,6 +2,8 @@
 //! routing counters moving with a read, a write, a read-your-writes read and a rule's read;
 //! `/health` and `/ready`. Each test has its own pgroute, so the counters are its own.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use common::scrape::{self, Metrics};
 
@@ -18,14 +20,33 @@ fn node_name(port: i32) -> String {
     format!("node{node}")
 }
 
-async fn port_and_route(client: &Client, sql: &str) -> (i32, String) {
-    let port = simple_rows(client, sql).await[0][0]
-        .as_deref()
+/// Runs `sql` (a simple Query whose first column is `inet_server_port()`, or none) and asks
+/// where it went: (port if returned, `SHOW pgroute.last_route`), tallied by (node, reason).
+async fn run(
+    client: &Client,
+    sql: &str,
+    tally: &mut BTreeMap<(String, String), f64>,
+) -> (i32, String) {
+    let rows = simple_rows(client, sql).await;
+    let port = rows
+        .first()
+        .and_then(|r| r[0].as_deref())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{sql}: no port"));
+        .unwrap_or(0);
     let route = simple_rows(client, "SHOW pgroute.last_route").await[0][0]
         .clone()
         .unwrap_or_default();
+    // "node1 (replica): replica", "node0 (primary): write", "node2 (replica): rule (rule x)"
+    let (node, rest) = route
+        .split_once(" (")
+        .unwrap_or_else(|| panic!("route {route:?}"));
+    let (_, reason) = rest
+        .split_once("): ")
+        .unwrap_or_else(|| panic!("route {route:?}"));
+    let reason = reason.split(" (").next().unwrap_or_default();
+    *tally
+        .entry((node.to_owned(), reason.to_owned()))
+        .or_default() += 1.0;
     (port, route)
 }
 
@@ -50,32 +71,43 @@ async fn scrape_until(proxy: &TestProxy, what: &str, check: impl Fn(&Metrics) ->
 async fn units_are_counted_by_the_node_they_ran_on_and_the_reason() {
     let proxy = start_proxy(cluster(), ADMIN);
     let before = scrape::scrape(&proxy).await;
+    let mut tally = BTreeMap::new();
 
     // A fresh session's read: a replica, reason "replica".
     let reader = proxy.connect().await;
-    let (read_port, route) = port_and_route(&reader, "SELECT inet_server_port()").await;
+    let (read_port, route) = run(&reader, "SELECT inet_server_port()", &mut tally).await;
     assert!(route.ends_with(": replica"), "{route}");
-    let replica = node_name(read_port);
-    assert_ne!(replica, "node0", "a read on a replica: {route}");
+    assert_ne!(
+        node_name(read_port),
+        "node0",
+        "a read on a replica: {route}"
+    );
 
     // Writes: the primary, reason "write".
     let writer = proxy.connect().await;
-    simple_rows(&writer, "CREATE TABLE IF NOT EXISTS metrics_units (id int)").await;
-    simple_rows(&writer, "INSERT INTO metrics_units VALUES (1)").await;
-    // A read right after the session's write: the primary, until a replica has replayed it.
-    let mut ryw_reads = 0.0;
-    let mut writes = 2.0;
+    let create = "CREATE TABLE IF NOT EXISTS metrics_units (id int)";
+    let (_, route) = run(&writer, create, &mut tally).await;
+    assert_eq!(route, "node0 (primary): write");
+    // A read a moment after the session's write (once pgroute has the write's LSN, so that
+    // the read does not just follow it on the same connection): the primary, until a replica
+    // has replayed it.
+    let mut routes = Vec::new();
     for _ in 0..20 {
-        simple_rows(&writer, "INSERT INTO metrics_units VALUES (2)").await;
-        writes += 1.0;
-        let (port, route) = port_and_route(&writer, "SELECT inet_server_port()").await;
+        run(&writer, "INSERT INTO metrics_units VALUES (1)", &mut tally).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (port, route) = run(&writer, "SELECT inet_server_port()", &mut tally).await;
         if route.ends_with(": read-your-writes") {
             assert_eq!(node_name(port), "node0", "{route}");
-            ryw_reads += 1.0;
             break;
         }
+        routes.push(route);
     }
-    assert_eq!(ryw_reads, 1.0, "one read waited for the session's write");
+    let key = |node: &str, reason: &str| (node.to_owned(), reason.to_owned());
+    assert_eq!(
+        tally.get(&key("node0", "read-your-writes")),
+        Some(&1.0),
+        "one read waited for the session's write: {routes:?}"
+    );
 
     // A read a rule steers: the rule's name is a label of its own.
     let reports = common::connect(&format!(
@@ -83,26 +115,41 @@ async fn units_are_counted_by_the_node_they_ran_on_and_the_reason() {
         proxy.conn_str()
     ))
     .await;
-    let (rule_port, route) = port_and_route(&reports, "SELECT inet_server_port()").await;
+    let (rule_port, route) = run(&reports, "SELECT inet_server_port()", &mut tally).await;
     assert!(route.contains("(rule metrics-reports)"), "{route}");
     let rule_node = node_name(rule_port);
 
+    // The metrics say what SHOW pgroute.last_route said, unit for unit.
     let after = scrape::scrape(&proxy).await;
-    let moved = |node: &str, reason: &str| after.routed(node, reason) - before.routed(node, reason);
-    assert_eq!(moved(&replica, "replica"), 1.0, "the fresh session's read");
-    assert_eq!(moved("node0", "write"), writes, "CREATE, INSERTs");
-    assert_eq!(moved("node0", "read-your-writes"), ryw_reads);
-    assert_eq!(
-        after.value(
-            "pgroute_units_routed_total",
-            &[
-                ("node", &rule_node),
+    for ((node, reason), n) in &tally {
+        let moved = if reason == "rule" {
+            let labels = [
+                ("node", node.as_str()),
                 ("reason", "rule"),
-                ("rule", "metrics-reports")
-            ]
-        ),
-        1.0,
-        "the rule's read, by rule name"
+                ("rule", "metrics-reports"),
+            ];
+            after.value("pgroute_units_routed_total", &labels)
+        } else {
+            after.routed(node, reason) - before.routed(node, reason)
+        };
+        assert_eq!(moved, *n, "units routed to {node} for {reason}: {tally:?}");
+    }
+    assert_eq!(tally.get(&key(&rule_node, "rule")), Some(&1.0));
+    let total = |m: &Metrics| -> f64 {
+        m.0.samples
+            .iter()
+            .filter(|s| s.metric == "pgroute_units_routed_total")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let counted: f64 = tally.values().sum();
+    assert_eq!(
+        total(&after) - total(&before),
+        counted,
+        "no unit counted twice or missed"
     );
     assert!(
         after
