@@ -274,3 +274,40 @@ async fn reloads_are_counted_by_result() {
     let reloads = |r: &str| m.value("pgroute_config_reloads_total", &[("result", r)]);
     assert_eq!((reloads("ok"), reloads("failed")), (1.0, 1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_waits_for_a_replica_to_replay_its_write_is_counted_with_its_outcome() {
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+                  [consistency]\nmax_wait = \"5s\"\n\n\
+                  [lag]\ncheck_interval = \"100ms\"\nmax_bytes = \"1GB\"\nmax_time = \"1h\"\n";
+    let proxy = start_proxy(cluster(), config);
+    let client = proxy.connect().await;
+    let mut tally = BTreeMap::new();
+    run(
+        &client,
+        "CREATE TABLE IF NOT EXISTS metrics_waits (id int)",
+        &mut tally,
+    )
+    .await;
+    let outcome =
+        |m: &Metrics, o: &str| m.value("pgroute_read_your_writes_waits_total", &[("outcome", o)]);
+    for _ in 0..20 {
+        run(&client, "INSERT INTO metrics_waits VALUES (1)", &mut tally).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (port, route) = run(&client, "SELECT inet_server_port()", &mut tally).await;
+        let m = scrape::scrape(&proxy).await;
+        let waited = outcome(&m, "replica") + outcome(&m, "primary") + outcome(&m, "refused");
+        if waited == 0.0 {
+            continue; // a probe saw the write replayed before the read: no wait
+        }
+        assert_eq!(waited, 1.0);
+        assert_eq!(
+            outcome(&m, "replica"),
+            1.0,
+            "a replica caught up well within max_wait: {route}"
+        );
+        assert_ne!(node_name(port), "node0", "and took the read: {route}");
+        return;
+    }
+    panic!("no read waited for its write: {tally:?}");
+}
