@@ -22,9 +22,13 @@
 //! Whatever fails is an [`error::Error`], which knows the SQLSTATE and message the client sees
 //! and whether the unit may be retried on another node.
 //!
+//! [`admin`] counts what happens (cheap atomics on the hot path) and serves it on the optional
+//! `[admin] listen` HTTP endpoint: `/metrics` for Prometheus, `/health` and `/ready`.
+//!
 //! [`config`] loads and validates the TOML file (overridable from `PGROUTE_*` variables), and
 //! [`testbed`] starts a throwaway local cluster for `pgroute demo` and the tests.
 
+pub mod admin;
 pub mod backend;
 pub mod catalog;
 pub mod classify;

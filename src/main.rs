@@ -89,11 +89,22 @@ async fn run(
     let listener = server::bind(&cfg)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
+    let admin = pgroute::admin::bind(&cfg).await.with_context(|| {
+        let addr = cfg.admin.listen.as_deref().unwrap_or_default();
+        format!("listening on admin.listen {addr}")
+    })?;
     let proxy = Proxy::new(cfg);
     if let Some(file) = file {
         tokio::spawn(reload_on_sighup(proxy.clone(), file));
     }
     let shutdown = CancellationToken::new();
+    if let Some(admin) = admin {
+        tokio::spawn(pgroute::admin::serve(
+            proxy.clone(),
+            admin,
+            shutdown.clone(),
+        ));
+    }
     let serving = tokio::spawn(server::serve(proxy, listener, shutdown.clone()));
     if let Some(line) = ready {
         println!("{line}");
@@ -118,9 +129,13 @@ async fn reload_on_sighup(proxy: std::sync::Arc<Proxy>, file: PathBuf) {
         };
         while hup.recv().await.is_some() {
             tracing::info!(file = %file.display(), "SIGHUP: reloading the configuration");
-            let result = config::load(Some(&file))
-                .map_err(pgroute::proxy::ReloadError::from)
-                .and_then(|cfg| proxy.reload(cfg));
+            let result = match config::load(Some(&file)) {
+                Ok(cfg) => proxy.reload(cfg),
+                Err(e) => {
+                    proxy.metrics.reload(false);
+                    Err(e.into())
+                }
+            };
             if let Err(e) = result {
                 tracing::error!(error = %e, "reload rejected: the running configuration stays");
             }

@@ -3,10 +3,12 @@
 //! configuration while clients stay connected.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::admin::Metrics;
 use crate::backend::pool::PoolSettings;
 use crate::backend::{Cluster, Pools};
 use crate::catalog::FunctionCatalog;
@@ -34,6 +36,10 @@ pub struct Proxy {
     /// Whether the functions reads call are VOLATILE (the primary's `pg_proc`, cached).
     pub functions: FunctionCatalog,
     pub cancels: Arc<cancel::Registry>,
+    /// What sessions count for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The client listener's accept loop runs (for `/ready`).
+    accepting: AtomicBool,
     /// The `[lag]` limits, for the monitor.
     lag_limits: tokio::sync::watch::Sender<LagLimits>,
     scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
@@ -66,6 +72,8 @@ impl Proxy {
             registry: Registry::default(),
             classes: ClassCache::new(CLASS_CACHE_SIZE),
             cancels: Arc::new(cancel::Registry::default()),
+            metrics: Arc::new(Metrics::default()),
+            accepting: AtomicBool::new(false),
             lag_limits,
             scram: Mutex::new(HashMap::new()),
             config: ArcSwap::from_pointee(config),
@@ -75,6 +83,16 @@ impl Proxy {
     /// The configuration in force (read at login and by the server, not per statement).
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// Whether the client listener accepts connections.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+
+    /// Set by the accept loop as it starts and stops.
+    pub fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::Relaxed);
     }
 
     /// Follows changes of the `[lag]` limits (for the monitor).
@@ -94,11 +112,17 @@ impl Proxy {
     /// lag limits, balance and routing settings apply to units routed from now on; users and
     /// consistency settings to sessions that log in from now on. Running units, held
     /// transactions and client connections are not touched. Keys only a restart applies
-    /// (`listen`, `max_client_conn`, `[pool]`, `[monitor]`, `[failover]`) are logged when
-    /// they differ. A node with the same name, address and role keeps its connections; a new
+    /// (`listen`, `max_client_conn`, `[pool]`, `[monitor]`, `[failover]`, `admin.listen`) are
+    /// logged when they differ. Counted in `pgroute_config_reloads_total` either way. A node with the same name, address and role keeps its connections; a new
     /// entry is probed, and takes work once the monitor has seen it; a node no longer listed
     /// gets no new work and its idle connections close (see [`Cluster::reconfigure`]).
     pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
+        let result = self.install(new);
+        self.metrics.reload(result.is_ok());
+        result
+    }
+
+    fn install(&self, new: Config) -> Result<(), ReloadError> {
         let old = self.config();
         let rules = Arc::new(RuleSet::compile(&new)?);
         // The policy first: a group a node is newly in exists once the node joins it.
@@ -131,6 +155,7 @@ impl Proxy {
             ("pool", old.pool == new.pool),
             ("monitor", old.monitor == new.monitor),
             ("failover", old.failover == new.failover),
+            ("admin.listen", old.admin.listen == new.admin.listen),
             (
                 "lag.check_interval",
                 old.lag.check_interval == new.lag.check_interval,

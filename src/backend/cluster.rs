@@ -79,6 +79,8 @@ pub struct Node {
     /// Router sequence number of the last executing read routed here (tie-break between
     /// equally loaded replicas).
     last_served: AtomicU64,
+    /// Clients waiting for a free connection in one of this node's pools.
+    waiting: AtomicUsize,
     health: Mutex<Health>,
 }
 
@@ -133,6 +135,17 @@ impl Node {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Clients waiting for a free connection in one of this node's pools.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts a client waiting for room in one of the node's pools, until the guard drops.
+    pub(crate) fn wait_for_room(&self) -> WaitingGuard<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(self)
+    }
+
     /// False while the node is in its backoff window after a failure.
     pub fn is_up(&self) -> bool {
         let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,6 +176,15 @@ impl Node {
         if h.recover() {
             tracing::info!(node = %self.name, "node is up again");
         }
+    }
+}
+
+/// A client counted in [`Node::waiting`].
+pub(crate) struct WaitingGuard<'a>(&'a Node);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -225,6 +247,7 @@ impl Node {
             removed: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             last_served: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
             health: Mutex::new(Health::default()),
         };
         node.configure(cfg, rules);

@@ -57,10 +57,13 @@ impl Pool {
         // The common case needs no timer.
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(wait, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| BackendError::PoolTimeout(wait))?
-                .map_err(|_| BackendError::PoolTimeout(wait))?,
+            Err(_) => {
+                let _waiting = self.node.wait_for_room();
+                tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| BackendError::PoolTimeout(wait))?
+                    .map_err(|_| BackendError::PoolTimeout(wait))?
+            }
         };
         let conn = match self.take_idle() {
             Some(conn) => conn,
@@ -132,6 +135,11 @@ impl Pool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Idle connections kept now.
+    pub fn idle_len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Closes every idle connection (after the node failed).
@@ -241,6 +249,18 @@ impl Pools {
                 })
             })
             .clone()
+    }
+
+    /// Idle connections kept for each node id below `nodes` (for metrics, at scrape time).
+    pub fn idle_by_node(&self, nodes: usize) -> Vec<usize> {
+        let mut idle = vec![0; nodes];
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        for pool in pools.values() {
+            if let Some(n) = idle.get_mut(pool.node.id) {
+                *n += pool.idle_len();
+            }
+        }
+        idle
     }
 
     /// Closes the idle connections of every pool of `node`.

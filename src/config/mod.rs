@@ -78,6 +78,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// `[failover]`: optional automatic promotion.
     pub failover: FailoverConfig,
+    /// `[admin]`: the metrics and health HTTP endpoint.
+    pub admin: AdminConfig,
     /// `[groups.<name>]`: replica groups (analytics isolation). File only.
     pub groups: BTreeMap<String, GroupConfig>,
     /// `[[rules]]`: routing rules, in order; the first whose matchers all match decides.
@@ -98,6 +100,7 @@ impl Default for Config {
             consistency: ConsistencyConfig::default(),
             monitor: MonitorConfig::default(),
             failover: FailoverConfig::default(),
+            admin: AdminConfig::default(),
             groups: BTreeMap::new(),
             rules: Vec::new(),
         }
@@ -119,6 +122,7 @@ impl fmt::Debug for Config {
             consistency,
             monitor,
             failover,
+            admin,
             groups,
             rules,
         } = self;
@@ -133,6 +137,7 @@ impl fmt::Debug for Config {
             .field("consistency", consistency)
             .field("monitor", monitor)
             .field("failover", failover)
+            .field("admin", admin)
             .field("groups", groups)
             .field("rules", rules)
             .finish()
@@ -375,6 +380,15 @@ impl Default for FailoverConfig {
             promote_after: Duration::from_secs(10),
         }
     }
+}
+
+/// `[admin]`: the HTTP endpoint for Prometheus and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the HTTP endpoint serving `GET /metrics`, `/health` and `/ready`, as
+    /// `ip:port`. Default: none (the endpoint is off). Only a restart applies a change.
+    pub listen: Option<String>,
 }
 
 /// `[monitor]`: how the background monitor logs into the nodes.

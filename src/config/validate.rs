@@ -64,6 +64,14 @@ impl Config {
                 format!("{:?} is not an ip:port address", self.listen),
             ));
         }
+        if let Some(admin) = &self.admin.listen {
+            if admin.parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    "admin.listen",
+                    format!("{admin:?} is not an ip:port address"),
+                ));
+            }
+        }
         if self.max_client_conn == 0 {
             return Err(invalid("max_client_conn", "must be at least 1"));
         }

@@ -16,8 +16,8 @@ use crate::consistency::ReadPolicy;
 use super::rules::{By, GroupId, GroupSet, RuleId, RuleSet, Steer};
 use super::{pick_replica, Candidate, Route, RouteError};
 
-/// Why a unit went where it went. Logs, `SHOW pgroute.last_route` (and later metrics and the
-/// console) show this same value.
+/// Why a unit went where it went. Logs, `SHOW pgroute.last_route` and the `reason` label of
+/// `pgroute_units_routed_total` (and later the console) show this same value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// A read on a replica that meets every requirement.

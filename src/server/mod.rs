@@ -37,6 +37,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "pgroute listening");
     }
+    proxy.set_accepting(true);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -63,11 +64,13 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Cancellat
         };
         let proxy = proxy.clone();
         tracker.spawn(async move {
+            let _counted = proxy.metrics.client_connected();
             tracing::debug!(conn_id, client.addr = %addr, "client connected");
             session::serve(proxy, stream, conn_id).await;
             drop(permit);
         });
     }
+    proxy.set_accepting(false);
     tracker.close();
     tracker.wait().await;
     let _ = monitor.await;
@@ -89,6 +92,7 @@ async fn refuse(proxy: Arc<Proxy>, stream: TcpStream, addr: SocketAddr) {
         _ => return,
     }
     tracing::warn!(client.addr = %addr, "connection limit reached, refusing client");
+    proxy.metrics.error_sent(&Error::TooManyClients);
     Error::TooManyClients.write_response(client.out());
     let _ = client.shutdown().await;
 }

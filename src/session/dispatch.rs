@@ -13,7 +13,7 @@ use super::local;
 use super::params;
 use super::relay::{Expect, ExpectKind};
 use super::state::TxnStatus;
-use super::{Held, LastRoute, Session};
+use super::{Held, Session};
 use crate::backend::BackendError;
 use crate::classify::{Classification, Target};
 use crate::config::ReadOnlyTxnRoute;
@@ -22,7 +22,7 @@ use crate::error::{Error, Violation};
 use crate::protocol::messages;
 use crate::protocol::Body;
 use crate::router::decision::{self, Decision, HeldFacts, Reason, SessionFacts, UnitFacts};
-use crate::router::rules::{By, RuleOutcome};
+use crate::router::rules::RuleOutcome;
 use crate::router::{Question, Route};
 
 /// The session's [`steer::Ctx`], borrowed field by field.
@@ -365,6 +365,7 @@ impl Session {
         decision: Decision,
         to_server: &mut BytesMut,
     ) {
+        self.unit_starts();
         let fresh = match decision {
             Decision::Held(reason) => {
                 if let Some(h) = &self.held {
@@ -404,28 +405,6 @@ impl Session {
             }
         }
         self.skip_discarded_now();
-    }
-
-    /// Remembers where the last unit that runs a statement went and why (`SHOW
-    /// pgroute.last_route`); batches that only prepare, describe or close do not count.
-    fn note_route(&mut self, route: Route, reason: Reason, unit: UnitFacts) {
-        if !unit.executes {
-            return;
-        }
-        let steer = unit.steer;
-        let by = match steer.by() {
-            Some(By::Rule(id)) => self
-                .proxy
-                .router
-                .policy()
-                .rules
-                .rule(id)
-                .map(|r| r.name.clone()),
-            Some(By::Hint) => Some(Arc::from("hint")),
-            None => None,
-        };
-        tracing::trace!(node = route.node(), %reason, by = by.as_deref(), "routed");
-        self.last_route = Some(LastRoute { route, reason, by });
     }
 
     /// Writes a unit for the held connection: names rewritten, missing statements prepared.
@@ -483,13 +462,18 @@ impl Session {
         // every node it tries: once a pool has made it wait that long, the others are taken
         // only if they have room at once.
         let mut waited_out = false;
+        let mut ryw_wait = false;
         loop {
             // Registered before the view is read, so no update is missed.
             let changed = proxy.cluster.changed();
             let (route, reason) = match decision {
                 Decision::Node(route, reason) => (route, reason),
-                Decision::Refuse(e) => return Err(e.into()),
-                Decision::WaitForReplica(_) => {
+                Decision::Refuse(e) => {
+                    self.note_ryw_wait(ryw_wait, None);
+                    return Err(e.into());
+                }
+                Decision::WaitForReplica(why) => {
+                    ryw_wait |= why == Reason::ReadYourWrites;
                     let now = Instant::now();
                     let until = *deadline.get_or_insert(now + proxy.router.policy().max_wait);
                     if now < until {
@@ -513,8 +497,12 @@ impl Session {
             } else {
                 pool.checkout_timeout()
             };
-            match pool.acquire_within(wait).await {
+            let asked = Instant::now();
+            let acquired = pool.acquire_within(wait).await;
+            proxy.metrics.checkout_wait.observe(asked.elapsed());
+            match acquired {
                 Ok(conn) => {
+                    self.note_ryw_wait(ryw_wait, Some(route));
                     self.hold(conn, route, to_server);
                     self.note_route(route, reason, traits.unit);
                     return Ok(());
@@ -578,14 +566,6 @@ impl Session {
             retry: None,
             wrote: false,
         });
-    }
-
-    /// Answers a unit that could not get a server connection: its error, then ReadyForQuery.
-    pub(super) fn refuse_unit(&mut self, e: &Error, ready: bool) {
-        e.write_response(self.client.out());
-        if ready {
-            messages::ready_for_query(self.client.out(), self.state.txn.byte());
-        }
     }
 }
 

@@ -106,8 +106,8 @@ impl Session {
     /// before the session ends, and so does pgroute (the server's COPY is abandoned with the
     /// connection).
     async fn client_gone_during_copy(&mut self) {
-        Error::EofInCopy.write_response(self.client.out());
-        Error::SyncLost.write_response(self.client.out());
+        self.send_error(&Error::EofInCopy);
+        self.send_error(&Error::SyncLost);
         let _ = self.flush_client().await;
     }
 

@@ -73,7 +73,11 @@ pub fn reply(session: &mut Session, sql: &str, class: &Classification, out: &mut
                 data_row(out, &[&value]);
                 messages::command_complete(out, "SHOW");
             }
-            None => Error::UnknownSetting(name.to_owned()).write_response(out),
+            None => {
+                let e = Error::UnknownSetting(name.to_owned());
+                session.proxy.metrics.error_sent(&e);
+                e.write_response(out);
+            }
         }
         return;
     }
@@ -87,7 +91,9 @@ pub fn reply(session: &mut Session, sql: &str, class: &Classification, out: &mut
             ParamChange::ResetAll => Ok(()),
         };
         if let Err(e) = result {
-            Error::from(e).write_response(out);
+            let e = Error::from(e);
+            session.proxy.metrics.error_sent(&e);
+            e.write_response(out);
             break;
         }
         let tag = if matches!(change, ParamChange::Reset { .. }) {
@@ -239,7 +245,9 @@ impl Session {
                         messages::command_complete(out, "SHOW");
                     }
                     None => {
-                        Error::UnknownSetting(name.to_owned()).write_response(out);
+                        let e = Error::UnknownSetting(name.to_owned());
+                        self.proxy.metrics.error_sent(&e);
+                        e.write_response(out);
                         failed = true;
                     }
                 },

@@ -10,6 +10,7 @@ mod extended;
 mod flow;
 mod functions;
 mod local;
+mod observe;
 mod params;
 mod relay;
 mod replies;
@@ -96,6 +97,8 @@ pub struct Session {
     fatal: bool,
     /// Where the last unit went and why (`SHOW pgroute.last_route`).
     last_route: Option<LastRoute>,
+    /// When the oldest unit still waiting for its ReadyForQuery was routed (for metrics).
+    unit_started: Option<std::time::Instant>,
     /// Who the session is for routing rules, and the rules it can match.
     rules: steer::SessionRules,
     /// The router's buffer for node counters, kept across units.
@@ -109,6 +112,7 @@ pub struct Session {
 
 /// Runs one client connection to its end.
 pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
+    let metrics = proxy.metrics.clone();
     let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut client = Client::new(stream);
     let result = match startup::read_hello(&mut client).await {
@@ -141,6 +145,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
             if let Some(mut client) = client {
                 // Only the error: replies queued and not written yet are dropped.
                 client.discard_queued();
+                metrics.error_sent(&e);
                 e.write_response(client.out());
                 let _ = client.shutdown().await;
             }
@@ -248,6 +253,7 @@ impl Session {
             ryw,
             fatal: false,
             last_route: None,
+            unit_started: None,
             rules: steer::SessionRules::default(),
             route_scratch: Vec::new(),
             functions,

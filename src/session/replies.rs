@@ -153,6 +153,7 @@ impl Session {
         };
         match event {
             Event::Ready(status) => {
+                self.unit_done();
                 self.state.on_ready(status);
                 self.functions_on_ready(status);
             }
@@ -170,6 +171,7 @@ impl Session {
             // Later CopyData/CopyDone/CopyFail from the client are dropped, as the server would.
             Event::CopyInEnded => self.state.on_copy_end(),
             Event::Fatal => self.fatal = true,
+            Event::ServerError(code) => self.proxy.metrics.client_error(&code),
             Event::ParamValues(values) => self.on_param_values(values),
         }
     }
@@ -323,7 +325,10 @@ impl Session {
             source: err,
             in_transaction: self.state.loses_state_with_server(),
         };
+        // No server will finish the unit that was timed: a retry is timed afresh.
+        self.unit_started = None;
         if let Some((unit, traits)) = h.retry.take().filter(|_| lost.retry()) {
+            self.proxy.metrics.read_retry();
             tracing::info!(error = %lost, "server failed before replying: retrying the read elsewhere");
             node.mark_down(&lost);
             self.forget_held(h);
@@ -352,7 +357,7 @@ impl Session {
         if self.state.loses_state_with_server() {
             return Err(lost);
         }
-        lost.write_response(self.client.out());
+        self.send_error(&lost);
         for _ in 0..pending {
             messages::ready_for_query(self.client.out(), b'I');
         }
@@ -377,6 +382,7 @@ impl Session {
 
     /// Sends a read again on another node.
     async fn retry(&mut self, retry: super::dispatch::Retry) -> Result<(), Error> {
+        self.unit_starts();
         let mut to_server = BytesMut::new();
         let decision = self.retry_decision(&retry.traits, retry.failed);
         if let Err(e) = self

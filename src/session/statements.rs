@@ -7,6 +7,7 @@
 //! in front of it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -21,6 +22,9 @@ pub struct ClassCache {
     cache: quick_cache::sync::Cache<String, Arc<Classification>>,
     /// For statement text pgroute cannot read (not UTF-8: another client encoding).
     unreadable: Arc<Classification>,
+    /// Lookups that found the text's classification, and that had to classify it.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl ClassCache {
@@ -33,6 +37,8 @@ impl ClassCache {
         ClassCache {
             cache: quick_cache::sync::Cache::new(capacity),
             unreadable: Arc::new(unreadable),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -47,15 +53,25 @@ impl ClassCache {
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
         let key = fingerprint(sql);
         if let Some(c) = self.cache.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             // SET values are the one part of a classification that literals decide.
             if c.params.is_empty() {
                 return c;
             }
             return Arc::new(classify(sql));
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let c = Arc::new(classify(sql));
         self.cache.insert(key, c.clone());
         c
+    }
+
+    /// Lookups so far: (found in the cache, classified anew).
+    pub fn hits_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 

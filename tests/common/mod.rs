@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod scrape;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -41,6 +42,8 @@ pub fn own_cluster() -> Cluster {
 /// pgroute running in-process; stopped when dropped.
 pub struct TestProxy {
     pub port: u16,
+    /// Where the `[admin]` HTTP endpoint listens, when the config turns it on.
+    pub admin: Option<std::net::SocketAddr>,
     /// The running proxy (for reloads).
     pub proxy: std::sync::Arc<Proxy>,
     shutdown: CancellationToken,
@@ -120,8 +123,14 @@ pub fn start_proxy_toml(toml: &str) -> TestProxy {
         rt.block_on(async move {
             let listener = server::bind(&cfg).await.expect("bind");
             let port = listener.local_addr().expect("addr").port();
+            let admin = pgroute::admin::bind(&cfg).await.expect("bind admin");
+            let admin_addr = admin.as_ref().map(|l| l.local_addr().expect("admin addr"));
             let proxy = Proxy::new(cfg);
-            tx.send((port, proxy.clone())).expect("send port");
+            if let Some(admin) = admin {
+                tokio::spawn(pgroute::admin::serve(proxy.clone(), admin, token.clone()));
+            }
+            tx.send((port, admin_addr, proxy.clone()))
+                .expect("send port");
             let stopped = token.clone();
             // Sessions get a moment to finish after shutdown, as in `pgroute`'s own main: a
             // session stuck on a server that never answers fails its test instead of hanging it.
@@ -135,11 +144,12 @@ pub fn start_proxy_toml(toml: &str) -> TestProxy {
         });
         rt.shutdown_timeout(Duration::from_secs(1));
     });
-    let (port, proxy) = rx
+    let (port, admin, proxy) = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("proxy started");
     TestProxy {
         port,
+        admin,
         proxy,
         shutdown,
         thread: Some(thread),

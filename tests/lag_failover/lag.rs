@@ -113,7 +113,7 @@ async fn apply_delay_is_time_lag_and_an_idle_caught_up_replica_has_none() {
 
 /// Pauses replica 1, writes for a while, pauses replica 2, and keeps writing: both replicas lag,
 /// replica 1 further. Returns the writer, still running.
-async fn pause_both_replicas(cluster: &Cluster) -> Writer {
+pub(super) async fn pause_both_replicas(cluster: &Cluster) -> Writer {
     on_node(cluster, 1, "SELECT pg_wal_replay_pause()");
     let writer = Writer::start(cluster).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin;
 mod failover;
 mod lag;
 mod replica_failures;

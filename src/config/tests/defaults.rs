@@ -33,6 +33,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.monitor.user, None);
     assert_eq!(c.monitor.password, None);
     assert_eq!(c.monitor.database, "postgres");
+
+    assert_eq!(c.admin.listen, None);
 }
 
 #[test]
@@ -127,6 +129,7 @@ fn example_file_values_are_the_defaults() {
     assert_eq!(c.routing, defaults.routing);
     assert_eq!(c.consistency, defaults.consistency);
     assert_eq!(c.monitor, defaults.monitor);
+    assert_eq!(c.admin, defaults.admin);
     assert!(c
         .users
         .iter()

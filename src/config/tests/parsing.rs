@@ -10,6 +10,10 @@ fn unknown_keys_are_rejected_by_name() {
         (minimal_with("", "[lags]\nmax_bytes = \"1MB\""), "lags"),
         (minimal_with("", "[pool]\nsize = 3"), "size"),
         (minimal_with("", "[monitor]\npasword = \"x\""), "pasword"),
+        (
+            minimal_with("", "[admin]\nlistn = \"127.0.0.1:1\""),
+            "listn",
+        ),
         (format!("{USER_APP}{PRIMARY_PG1}adr = \"h:1\"\n"), "adr"),
         (format!("{USER_APP}secret = \"x\"\n{PRIMARY_PG1}"), "secret"),
     ];
@@ -161,6 +165,7 @@ fn debug_output_shows_every_section_and_no_password() {
         "consistency",
         "monitor",
         "failover",
+        "admin",
     ] {
         assert!(
             printed.contains(&format!("{section}: ")),

@@ -29,6 +29,12 @@ const KEYED_ERRORS: &[(&str, &str, &str, &str)] = &[
         "\"localhost:6432\" is not an ip:port address",
     ),
     (
+        "",
+        "[admin]\nlisten = \"localhost:9930\"",
+        "admin.listen",
+        "\"localhost:9930\" is not an ip:port address",
+    ),
+    (
         "max_client_conn = 0",
         "",
         "max_client_conn",

@@ -212,4 +212,7 @@ pub enum Event {
     /// The server sent a FATAL (or PANIC) error: it is closing the connection. The client
     /// has been sent the error and must be disconnected, as PostgreSQL would.
     Fatal,
+    /// A server's ErrorResponse was passed to the client, with this SQLSTATE (for metrics;
+    /// zeros when the server sent none).
+    ServerError([u8; 5]),
 }

@@ -398,15 +398,23 @@ impl Relay {
             change.replaces = None;
             change.was_on_conn = true;
         }
+        let to_client = front.rename.is_some() || front.visible || front.kind == ExpectKind::Parse;
         if let Some((ours, theirs)) = &front.rename {
             out.extend_from_slice(&messages::rename_in_error(frame, ours, theirs));
-        } else if front.visible || front.kind == ExpectKind::Parse {
+        } else if to_client {
             out.extend_from_slice(frame);
         } else {
             tracing::warn!(
                 code = messages::error_code(frame).unwrap_or(""),
                 "pgroute's own statement failed on the server"
             );
+        }
+        if to_client {
+            let mut code = [0u8; 5];
+            if let Some(c) = messages::error_code(frame).filter(|c| c.len() == 5) {
+                code.copy_from_slice(c.as_bytes());
+            }
+            events.push(Event::ServerError(code));
         }
         self.on_error(out, events);
     }
