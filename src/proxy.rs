@@ -34,6 +34,8 @@ pub struct Proxy {
     /// Whether the functions reads call are VOLATILE (the primary's `pg_proc`, cached).
     pub functions: FunctionCatalog,
     pub cancels: Arc<cancel::Registry>,
+    /// Sessions per user and database (`[limits]`).
+    pub slots: Arc<crate::session::slots::Slots>,
     /// The `[lag]` limits, for the monitor.
     lag_limits: tokio::sync::watch::Sender<LagLimits>,
     scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
@@ -56,6 +58,7 @@ impl Proxy {
             connect_timeout: config.pool.connect_timeout,
             checkout_timeout: config.pool.checkout_timeout,
             idle_timeout: config.pool.idle_timeout,
+            lifetime: config.limits.server_lifetime,
         };
         let (lag_limits, _) = tokio::sync::watch::channel(lag_limits(&config));
         Arc::new(Proxy {
@@ -66,6 +69,7 @@ impl Proxy {
             registry: Registry::default(),
             classes: ClassCache::new(CLASS_CACHE_SIZE),
             cancels: Arc::new(cancel::Registry::default()),
+            slots: Arc::default(),
             lag_limits,
             scram: Mutex::new(HashMap::new()),
             config: ArcSwap::from_pointee(config),
@@ -131,6 +135,10 @@ impl Proxy {
             ("pool", old.pool == new.pool),
             ("monitor", old.monitor == new.monitor),
             ("failover", old.failover == new.failover),
+            (
+                "limits.server_lifetime",
+                old.limits.server_lifetime == new.limits.server_lifetime,
+            ),
             (
                 "lag.check_interval",
                 old.lag.check_interval == new.lag.check_interval,

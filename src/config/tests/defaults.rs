@@ -33,6 +33,19 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.monitor.user, None);
     assert_eq!(c.monitor.password, None);
     assert_eq!(c.monitor.database, "postgres");
+
+    let l = &c.limits;
+    assert_eq!(l.startup_timeout, Duration::from_secs(10));
+    assert_eq!(
+        (l.client_idle_timeout, l.idle_in_transaction_timeout, l.query_timeout),
+        (None, None, None)
+    );
+    assert_eq!(l.server_lifetime, Duration::from_secs(3600));
+    assert_eq!(
+        (l.max_connections_per_user, l.max_connections_per_database),
+        (0, 0)
+    );
+    assert_eq!(l.max_message_size, ByteSize::mib(64));
 }
 
 #[test]
