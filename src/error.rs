@@ -38,6 +38,9 @@ pub enum Violation {
     Body(#[from] BodyError),
     #[error("incomplete message")]
     Incomplete,
+    /// A message longer than pgroute accepts at this point (its declared length).
+    #[error("invalid message length {0}")]
+    TooLong(usize),
     #[error("unexpected message type {0:?}")]
     UnexpectedMessage(char),
     /// "At this point we should have no data already buffered": bytes that came with an
@@ -51,6 +54,32 @@ pub enum Violation {
     Sasl(&'static str),
     #[error(transparent)]
     Scram(Box<pgwire::error::PgWireError>),
+}
+
+/// A `[limits]` setting ended the session (each is FATAL, as PostgreSQL's own timeouts are).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Limit {
+    #[error("terminating connection due to idle-session timeout")]
+    IdleSession,
+    #[error("terminating connection due to idle-in-transaction timeout")]
+    IdleInTransaction,
+    #[error("too many connections for role \"{0}\"")]
+    PerUser(String),
+    #[error("too many connections for database \"{0}\"")]
+    PerDatabase(String),
+    #[error("message of {len} bytes exceeds limits.max_message_size ({max} bytes)")]
+    MessageSize { len: usize, max: usize },
+}
+
+impl Limit {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            Limit::IdleSession => SqlState::IDLE_SESSION_TIMEOUT,
+            Limit::IdleInTransaction => SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            Limit::PerUser(_) | Limit::PerDatabase(_) => SqlState::TOO_MANY_CONNECTIONS,
+            Limit::MessageSize { .. } => SqlState::PROGRAM_LIMIT_EXCEEDED,
+        }
+    }
 }
 
 /// Why a unit of work failed or a session ended, as the client is told.
@@ -90,6 +119,9 @@ pub enum Error {
     // pgroute.
     #[error("sorry, too many clients already")]
     TooManyClients,
+    /// A `[limits]` timeout or limit.
+    #[error(transparent)]
+    Limit(#[from] Limit),
     /// The router found nowhere to send a unit of work.
     #[error("pgroute: {0}")]
     Route(#[from] RouteError),
@@ -155,6 +187,7 @@ impl Error {
             Error::StartupSetting(_) | Error::Setting(_) => SqlState::INVALID_PARAMETER_VALUE,
             Error::UnknownSetting(_) => SqlState::UNDEFINED_OBJECT,
             Error::TooManyClients => SqlState::TOO_MANY_CONNECTIONS,
+            Error::Limit(l) => l.sqlstate(),
             Error::Blocked { .. } => SqlState::INSUFFICIENT_PRIVILEGE,
             // The cluster cannot serve this right now; retrying later may work.
             Error::Route(_) => SqlState::CANNOT_CONNECT_NOW,
@@ -200,6 +233,7 @@ impl Error {
             | Error::StartupSetting(_)
             | Error::SyncLost
             | Error::TooManyClients
+            | Error::Limit(_)
             | Error::NoNode
             | Error::Login(_)
             | Error::ServerLost {
@@ -225,9 +259,11 @@ impl Error {
             | Error::UnknownSetting(_)
             | Error::EofInCopy
             | Error::SyncLost => Origin::Client,
-            Error::TooManyClients | Error::Route(_) | Error::NoNode | Error::Blocked { .. } => {
-                Origin::Pgroute
-            }
+            Error::TooManyClients
+            | Error::Limit(_)
+            | Error::Route(_)
+            | Error::NoNode
+            | Error::Blocked { .. } => Origin::Pgroute,
             // pgroute's own pool limit, and its own record of a node's outage.
             Error::Backend(BackendError::PoolTimeout(_) | BackendError::NodeDown(_))
             | Error::Login(BackendError::PoolTimeout(_) | BackendError::NodeDown(_)) => {
@@ -266,6 +302,7 @@ impl Error {
             | Error::EofInCopy
             | Error::SyncLost
             | Error::TooManyClients
+            | Error::Limit(_)
             | Error::Route(_)
             | Error::NoNode
             | Error::Blocked { .. }

@@ -40,6 +40,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// The client listener's accept loop runs (for `/ready`).
     accepting: AtomicBool,
+    /// Sessions per user and database (`[limits]`).
+    pub slots: Arc<crate::session::slots::Slots>,
     /// The `[lag]` limits, for the monitor.
     lag_limits: tokio::sync::watch::Sender<LagLimits>,
     scram: Mutex<HashMap<String, Arc<ScramSecret>>>,
@@ -62,6 +64,7 @@ impl Proxy {
             connect_timeout: config.pool.connect_timeout,
             checkout_timeout: config.pool.checkout_timeout,
             idle_timeout: config.pool.idle_timeout,
+            lifetime: config.limits.server_lifetime,
         };
         let (lag_limits, _) = tokio::sync::watch::channel(lag_limits(&config));
         Arc::new(Proxy {
@@ -74,6 +77,7 @@ impl Proxy {
             cancels: Arc::new(cancel::Registry::default()),
             metrics: Arc::new(Metrics::default()),
             accepting: AtomicBool::new(false),
+            slots: Arc::default(),
             lag_limits,
             scram: Mutex::new(HashMap::new()),
             config: ArcSwap::from_pointee(config),
@@ -156,6 +160,10 @@ impl Proxy {
             ("monitor", old.monitor == new.monitor),
             ("failover", old.failover == new.failover),
             ("admin.listen", old.admin.listen == new.admin.listen),
+            (
+                "limits.server_lifetime",
+                old.limits.server_lifetime == new.limits.server_lifetime,
+            ),
             (
                 "lag.check_interval",
                 old.lag.check_interval == new.lag.check_interval,

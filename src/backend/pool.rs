@@ -20,6 +20,9 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub checkout_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A connection older than this is closed when given back or found idle
+    /// (`limits.server_lifetime`).
+    pub lifetime: Duration,
 }
 
 /// Connections to one node for one (user, database).
@@ -81,7 +84,9 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(conn) = idle.pop() {
             let idle_for = conn.last_used.elapsed();
-            if idle_for >= self.settings.idle_timeout {
+            if idle_for >= self.settings.idle_timeout
+                || conn.created.elapsed() >= self.settings.lifetime
+            {
                 continue;
             }
             // Checking the socket costs a system call; a connection used moments ago is alive
@@ -148,8 +153,8 @@ impl Pool {
     }
 
     fn put(&self, mut conn: ServerConn) {
-        if self.node.drained() {
-            // A drained node keeps no idle connections.
+        if self.node.drained() || conn.created.elapsed() >= self.settings.lifetime {
+            // A drained node keeps no idle connections; an old one is recycled.
             return;
         }
         conn.last_used = Instant::now();

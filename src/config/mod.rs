@@ -6,6 +6,7 @@
 //!
 //! `config/pgroute.toml` in the repository documents every key with its default.
 
+mod limits;
 mod load;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+pub use limits::LimitsConfig;
 pub use load::{from_toml_str, load, ENV_PREFIX};
 pub use validate::split_host_port;
 
@@ -85,6 +87,8 @@ pub struct Config {
     /// `[[rules]]`: routing rules, in order; the first whose matchers all match decides.
     /// File only.
     pub rules: Vec<RuleConfig>,
+    /// `[limits]`: client timeouts, message size and per-user/database connection limits.
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             groups: BTreeMap::new(),
             rules: Vec::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -125,6 +130,7 @@ impl fmt::Debug for Config {
             admin,
             groups,
             rules,
+            limits,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -140,6 +146,7 @@ impl fmt::Debug for Config {
             .field("admin", admin)
             .field("groups", groups)
             .field("rules", rules)
+            .field("limits", limits)
             .finish()
     }
 }

@@ -53,6 +53,32 @@ fn validate_function_names(routing: &RoutingConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_limits(limits: &super::LimitsConfig) -> Result<(), ConfigError> {
+    if limits.startup_timeout.is_zero() {
+        return Err(invalid("limits.startup_timeout", "must be more than 0"));
+    }
+    let zero = [
+        ("limits.client_idle_timeout", limits.client_idle_timeout),
+        (
+            "limits.idle_in_transaction_timeout",
+            limits.idle_in_transaction_timeout,
+        ),
+        ("limits.query_timeout", limits.query_timeout),
+    ];
+    for (key, timeout) in zero {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(invalid(
+                key,
+                "must be more than 0 (leave it unset for no timeout)",
+            ));
+        }
+    }
+    if limits.max_message_size.as_u64() < 1024 {
+        return Err(invalid("limits.max_message_size", "must be at least 1KiB"));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Returns the configuration unchanged if it is usable, or the first problem found as
     /// [`ConfigError::Invalid`] naming the key, e.g. `nodes[1].addr: "localhost" is not
@@ -81,6 +107,7 @@ impl Config {
         validate_lag(&self.lag)?;
         validate_consistency(&self.consistency)?;
         validate_function_names(&self.routing)?;
+        validate_limits(&self.limits)?;
         self.validate_monitor()?;
         self.validate_routing()?;
         Ok(self)

@@ -12,6 +12,10 @@ use crate::protocol::{frame_len, split_frame};
 /// itself comes on top.
 const MAX_STARTUP_LEN: i32 = 10000;
 
+/// Longest message before authentication: PostgreSQL reads a password or SASL message of at
+/// most PG_MAX_AUTH_TOKEN_LENGTH (65535) bytes.
+pub const MAX_AUTH_MESSAGE: usize = 65535;
+
 /// A client connection over a plain TCP socket.
 pub type Client = ClientConn<TcpStream>;
 
@@ -23,6 +27,8 @@ pub struct ClientConn<S> {
     received: BytesMut,
     /// Bytes for the client, written by the next [`ClientConn::flush`].
     out: BytesMut,
+    /// Longest message accepted (its declared length, type byte excluded).
+    max_message: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
@@ -31,7 +37,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
             stream,
             received: BytesMut::with_capacity(8 * 1024),
             out: BytesMut::with_capacity(16 * 1024),
+            max_message: MAX_AUTH_MESSAGE,
         }
+    }
+
+    /// Accepts messages up to `max` bytes from now on (`limits.max_message_size`, after login).
+    pub fn set_max_message(&mut self, max: usize) {
+        self.max_message = max;
+    }
+
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The declared length of the message at the front, when it is longer than allowed: the
+    /// message is refused before it is read, so it is never buffered whole.
+    #[inline]
+    pub fn oversized(&self) -> Option<usize> {
+        let word = self.received.get(1..5)?;
+        let len = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) as usize;
+        (len > self.max_message).then_some(len)
     }
 
     /// Reads what the client sent next; Ok(0) when it closed its side. Cancel-safe: nothing is
@@ -58,6 +83,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
     /// needed.
     #[inline]
     pub fn next_frame(&mut self) -> Result<Option<BytesMut>, Violation> {
+        if let Some(len) = self.oversized() {
+            return Err(Violation::TooLong(len));
+        }
         Ok(split_frame(&mut self.received)?)
     }
 

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::state::Copy;
+use super::state::{Copy, TxnStatus};
 use super::Session;
 use crate::backend::BackendError;
-use crate::error::{Error, Violation};
+use crate::error::{Error, Limit, Violation};
 
 /// Client bytes read ahead while a unit waits for the held connection.
 const BLOCKED_READ_LIMIT: usize = 1 << 20;
@@ -29,6 +29,41 @@ enum Step {
 enum Input {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
+    /// A `[limits]` timeout passed first.
+    Timeout(Wait),
+}
+
+/// The `[limits]` timeouts a session waits under.
+#[derive(Debug, Default)]
+pub(super) struct Timeouts {
+    client_idle: Option<Duration>,
+    idle_in_transaction: Option<Duration>,
+    query: Option<Duration>,
+    /// When the work in flight is cancelled (`query_timeout`).
+    query_deadline: Option<Instant>,
+    /// The CancelRequest for the work in flight was sent.
+    cancelled: bool,
+}
+
+impl Timeouts {
+    pub(super) fn new(limits: &crate::config::LimitsConfig) -> Self {
+        Timeouts {
+            client_idle: limits.client_idle_timeout,
+            idle_in_transaction: limits.idle_in_transaction_timeout,
+            query: limits.query_timeout,
+            ..Timeouts::default()
+        }
+    }
+}
+
+/// What the session waits for, under which timeout.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// The client, with nothing in flight: `client_idle_timeout` or
+    /// `idle_in_transaction_timeout`.
+    Idle { in_transaction: bool },
+    /// The server's reply: `query_timeout`.
+    Reply,
 }
 
 impl Session {
@@ -63,8 +98,27 @@ impl Session {
             // that goes away is noticed whatever the server is doing.
             let read_client =
                 closing.is_none() && (!blocked || self.client.buffered() < BLOCKED_READ_LIMIT);
+            let timeout = if closing.is_none() {
+                self.timeout()
+            } else {
+                None
+            };
+            // No timer at all unless a timeout applies.
+            let expiry = async move {
+                match timeout {
+                    Some((at, wait)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        wait
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let input = match self.held.as_mut() {
-                None => Input::Client(self.client.read_more().await),
+                None if timeout.is_none() => Input::Client(self.client.read_more().await),
+                None => tokio::select! {
+                    r = self.client.read_more() => Input::Client(r),
+                    wait = expiry => Input::Timeout(wait),
+                },
                 Some(h) => {
                     let server = &mut *h.conn;
                     let grace = closing.map_or(CLOSING_GRACE, |d| {
@@ -76,6 +130,7 @@ impl Session {
                         r = server.read_more() => Input::Server(r),
                         r = self.client.read_more(), if read_client => Input::Client(r),
                         _ = tokio::time::sleep(grace), if closing.is_some() => continue,
+                        wait = expiry, if timeout.is_some() => Input::Timeout(wait),
                     }
                 }
             };
@@ -92,12 +147,59 @@ impl Session {
                 Input::Server(Ok(0)) => self.lost(BackendError::Closed).await?,
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data().await?,
+                Input::Timeout(wait) => self.timed_out(wait)?,
             }
             if self.fatal {
                 // The server ended the connection with a FATAL the client now has: PostgreSQL
                 // closes the client's connection right after it, and so does pgroute.
                 self.flush_client().await?;
                 return Err(Error::ServerClosed);
+            }
+        }
+    }
+
+    /// The timeout that applies to the session's wait now, if any, and when it expires.
+    fn timeout(&mut self) -> Option<(Instant, Wait)> {
+        let t = &mut self.timeouts;
+        if self.held.as_ref().is_some_and(|h| h.relay.awaits_replies()) {
+            let after = t.query.filter(|_| !t.cancelled)?;
+            let at = *t
+                .query_deadline
+                .get_or_insert_with(|| Instant::now() + after);
+            return Some((at, Wait::Reply));
+        }
+        t.query_deadline = None;
+        t.cancelled = false;
+        if self.state.copy != Copy::None {
+            return None;
+        }
+        let in_transaction = self.state.txn != TxnStatus::Idle || self.state.has_deferred_begin();
+        let after = if in_transaction {
+            t.idle_in_transaction?
+        } else {
+            t.client_idle?
+        };
+        Some((Instant::now() + after, Wait::Idle { in_transaction }))
+    }
+
+    /// A timeout passed: an idle session ends (its server connection, closed with it, rolls
+    /// back a transaction); work in flight is cancelled on its server, whose 57014 the client
+    /// then gets.
+    fn timed_out(&mut self, wait: Wait) -> Result<(), Error> {
+        match wait {
+            Wait::Idle {
+                in_transaction: true,
+            } => Err(Limit::IdleInTransaction.into()),
+            Wait::Idle {
+                in_transaction: false,
+            } => Err(Limit::IdleSession.into()),
+            Wait::Reply => {
+                self.timeouts.cancelled = true;
+                let (pid, secret) = self.cancel.key();
+                let cancels = self.proxy.cancels.clone();
+                tracing::debug!("query_timeout: cancelling the work in flight");
+                tokio::spawn(async move { cancels.cancel(pid, secret).await });
+                Ok(())
             }
         }
     }
@@ -148,6 +250,10 @@ impl Session {
                     return Ok((true, false));
                 }
                 continue;
+            }
+            if let Some(len) = self.client.oversized() {
+                let max = self.client.max_message();
+                return Err(Limit::MessageSize { len, max }.into());
             }
             let tag = match self.client.peek_frame() {
                 Ok(Some(frame)) => frame[0],

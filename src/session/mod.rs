@@ -15,6 +15,7 @@ mod params;
 mod relay;
 mod replies;
 mod reported;
+pub mod slots;
 pub mod startup;
 mod state;
 pub mod statements;
@@ -108,6 +109,8 @@ pub struct Session {
     /// DDL that changes functions went out since the session was last idle: answers about
     /// functions are dropped again at its next ReadyForQuery outside a transaction.
     functions_changed: bool,
+    /// `[limits]` timeouts, and the query timeout's state.
+    timeouts: flow::Timeouts,
 }
 
 /// Runs one client connection to its end.
@@ -115,7 +118,17 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
     let metrics = proxy.metrics.clone();
     let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut client = Client::new(stream);
-    let result = match startup::read_hello(&mut client).await {
+    // "authentication_timeout": a client that has not logged in by then is disconnected.
+    let deadline = tokio::time::Instant::now() + proxy.config().limits.startup_timeout;
+    let Ok(hello) = tokio::time::timeout_at(deadline, startup::read_hello(&mut client)).await
+    else {
+        tracing::debug!(
+            conn_id,
+            "startup_timeout: no startup packet, connection closed"
+        );
+        return;
+    };
+    let result = match hello {
         Ok(startup::Hello::Cancel { pid, secret }) => {
             proxy.cancels.cancel(pid, secret).await;
             return;
@@ -131,7 +144,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, conn_id: u64) {
                 user = params.get("user").map(String::as_str).unwrap_or(""),
                 db = params.get("database").map(String::as_str).unwrap_or(""),
             );
-            login(proxy, client, params, negotiate, peer)
+            login(proxy, client, params, negotiate, peer, deadline)
                 .instrument(span)
                 .await
         }
@@ -161,6 +174,7 @@ async fn login(
     startup_params: BTreeMap<String, String>,
     negotiate: Option<(i32, Vec<String>)>,
     peer: Option<std::net::IpAddr>,
+    deadline: tokio::time::Instant,
 ) -> LoginResult {
     if let Some((minor, options)) = negotiate {
         if let Err(e) = negotiate_version(&mut client, minor, options).await {
@@ -177,9 +191,26 @@ async fn login(
         return Err((Error::UnknownRole(user_name), Some(client)));
     };
     let scram = proxy.scram_secret(&user);
-    if let Err(e) = startup::authenticate(&mut client, &user, &scram).await {
-        return Err((e, Some(client)));
+    match tokio::time::timeout_at(deadline, startup::authenticate(&mut client, &user, &scram)).await
+    {
+        Err(_) => {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "limits.startup_timeout");
+            return Err((Error::Client(e), None));
+        }
+        Ok(Err(e)) => return Err((e, Some(client))),
+        Ok(Ok(())) => {}
     }
+    let limits = &config.limits;
+    let _slot = match proxy.slots.take(
+        &user.name,
+        &database,
+        limits.max_connections_per_user,
+        limits.max_connections_per_database,
+    ) {
+        Ok(slot) => slot,
+        Err(e) => return Err((e.into(), Some(client))),
+    };
+    client.set_max_message(usize::try_from(limits.max_message_size.as_u64()).unwrap_or(usize::MAX));
     let pools = LoginPools::new(
         &proxy.pools,
         &proxy.cluster,
@@ -198,6 +229,7 @@ async fn login(
     let functions = proxy.functions.database(&database);
     let mut session = Session::new(proxy, client, pools, params, ryw, functions);
     session.rules = steer::SessionRules::new(&user.name, &database, peer);
+    session.timeouts = flow::Timeouts::new(limits);
     if let Err(e) = session.greet(&user, &startup_params).await {
         return Err((e, Some(session.client)));
     }
@@ -258,6 +290,7 @@ impl Session {
             route_scratch: Vec::new(),
             functions,
             functions_changed: false,
+            timeouts: flow::Timeouts::default(),
         }
     }
 

@@ -192,7 +192,10 @@ pub async fn authenticate(
         AuthMethod::ScramSha256 => scram_exchange(client, scram).await.map_err(|e| {
             tracing::debug!(error = %e, "SCRAM exchange failed");
             // A client that leaves mid-exchange is closed silently, as PostgreSQL does.
-            if matches!(e, Error::ClientGone | Error::Client(_)) {
+            if matches!(
+                e,
+                Error::ClientGone | Error::Client(_) | Error::Protocol(Violation::TooLong(_))
+            ) {
                 return e;
             }
             failed()

@@ -13,6 +13,7 @@ mod client_gone;
 mod client_limit;
 mod errors;
 mod functions;
+mod limits;
 mod metrics;
 mod prepared;
 mod psql;

@@ -35,6 +35,22 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.monitor.database, "postgres");
 
     assert_eq!(c.admin.listen, None);
+    let l = &c.limits;
+    assert_eq!(l.startup_timeout, Duration::from_secs(10));
+    assert_eq!(
+        (
+            l.client_idle_timeout,
+            l.idle_in_transaction_timeout,
+            l.query_timeout
+        ),
+        (None, None, None)
+    );
+    assert_eq!(l.server_lifetime, Duration::from_secs(3600));
+    assert_eq!(
+        (l.max_connections_per_user, l.max_connections_per_database),
+        (0, 0)
+    );
+    assert_eq!(l.max_message_size, ByteSize::mib(64));
 }
 
 #[test]

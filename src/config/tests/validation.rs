@@ -6,6 +6,24 @@ use super::*;
 const KEYED_ERRORS: &[(&str, &str, &str, &str)] = &[
     (
         "",
+        "[limits]\nstartup_timeout = \"0s\"",
+        "limits.startup_timeout",
+        "must be more than 0",
+    ),
+    (
+        "",
+        "[limits]\nquery_timeout = \"0s\"",
+        "limits.query_timeout",
+        "must be more than 0 (leave it unset for no timeout)",
+    ),
+    (
+        "",
+        "[limits]\nmax_message_size = \"100B\"",
+        "limits.max_message_size",
+        "must be at least 1KiB",
+    ),
+    (
+        "",
         "[routing]\nwrite_functions = [\"ok\", \"a.b.c\"]",
         "routing.write_functions[1]",
         "\"a.b.c\" is not a function name (\"name\" or \"schema.name\")",
