@@ -213,6 +213,9 @@ impl Error {
     /// ERROR when the statement fails and the session goes on; FATAL when the session ends.
     pub fn severity(&self) -> Severity {
         match self {
+            // The session's transaction (or pinned state) is on a node that is fenced: like a
+            // lost server connection inside a transaction, the session ends.
+            Error::Route(RouteError::Fenced(_)) => Severity::Fatal,
             Error::Setting(_)
             | Error::UnknownSetting(_)
             | Error::EofInCopy

@@ -111,7 +111,7 @@ fn cases() -> Vec<(Error, &'static str, Severity, Origin, bool)> {
         (
             RouteError::Fenced("pg1".into()).into(),
             "57P03",
-            E,
+            F,
             Pgroute,
             false,
         ),

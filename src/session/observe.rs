@@ -9,6 +9,7 @@ use super::{LastRoute, Session};
 use crate::admin::metrics::WaitOutcome;
 use crate::error::Error;
 use crate::protocol::messages;
+use crate::protocol::messages::Severity;
 use crate::router::decision::{Reason, UnitFacts};
 use crate::router::rules::By;
 use crate::router::Route;
@@ -76,6 +77,14 @@ impl Session {
         self.send_error(e);
         // No server will answer it: the next unit's time starts afresh.
         self.unit_started = None;
+        if e.severity() == Severity::Fatal {
+            // The session ends after this error (see `Session::run`); the connection it held is
+            // closed, not given back.
+            self.held = None;
+            self.state.on_connection_gone();
+            self.fatal = true;
+            return;
+        }
         if ready {
             messages::ready_for_query(self.client.out(), self.state.txn.byte());
         }

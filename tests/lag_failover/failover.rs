@@ -146,8 +146,8 @@ async fn an_old_primary_started_again_as_a_primary_is_fenced() {
 }
 
 /// A replica promoted while the primary still runs starts a newer timeline: it takes the
-/// writes, the old primary is fenced (a transaction open there gets nothing more through, not
-/// even its COMMIT), and the replica still streaming the old timeline (from the fenced node)
+/// writes, the old primary is fenced (a transaction open there gets FATAL 57P03 at its next
+/// statement, and its session ends), and the replica still streaming the old timeline (from the fenced node)
 /// takes no reads, which go to the new primary instead of failing. The fenced node does not
 /// take the writes back when the new primary goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,13 +199,20 @@ async fn a_replica_promoted_beside_a_running_primary_takes_the_writes() {
         on_old_primary,
         "nothing on the fenced node"
     );
-    for sql in ["INSERT INTO routed_writes (v) VALUES (3)", "COMMIT"] {
-        let e = in_txn
-            .batch_execute(sql)
-            .await
-            .expect_err("nothing more goes to the fenced node, in a transaction either");
-        assert_eq!(sqlstate(&e), Some("57P03"), "{sql}: {e:?}");
-    }
+    // The transaction's next statement gets FATAL 57P03 and the session ends (as when its
+    // server connection is lost): the client is not left holding a transaction it can
+    // neither use nor end.
+    let e = in_txn
+        .batch_execute("INSERT INTO routed_writes (v) VALUES (3)")
+        .await
+        .expect_err("nothing more goes to the fenced node, in a transaction either");
+    assert_eq!(sqlstate(&e), Some("57P03"), "{e:?}");
+    assert!(format!("{e:?}").contains("Fatal"), "{e:?}");
+    let e = in_txn
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("session ended");
+    assert!(e.is_closed() || sqlstate(&e).is_none(), "{e:?}");
     drop(in_txn);
     assert_eq!(
         rows_on(&cluster, 0),
