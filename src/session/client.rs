@@ -55,7 +55,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
     #[inline]
     pub fn oversized(&self) -> Option<usize> {
         let word = self.received.get(1..5)?;
-        let len = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) as usize;
+        let len = i32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        // An impossible length (negative, beyond PostgreSQL's 1 GB) is a protocol violation,
+        // which the framing reports.
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= crate::protocol::MAX_MESSAGE_LEN)?;
         (len > self.max_message).then_some(len)
     }
 
