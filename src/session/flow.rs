@@ -31,6 +31,8 @@ enum Input {
     Server(std::io::Result<usize>),
     /// A `[limits]` timeout passed first.
     Timeout(Wait),
+    /// The closing grace passed: look again.
+    Tick,
 }
 
 /// The `[limits]` timeouts a session waits under.
@@ -94,46 +96,7 @@ impl Session {
                     return Ok(());
                 }
             }
-            // While a unit waits, the client is still read (up to a bound), so that a client
-            // that goes away is noticed whatever the server is doing.
-            let read_client =
-                closing.is_none() && (!blocked || self.client.buffered() < BLOCKED_READ_LIMIT);
-            let timeout = if closing.is_none() {
-                self.timeout()
-            } else {
-                None
-            };
-            // No timer at all unless a timeout applies.
-            let expiry = async move {
-                match timeout {
-                    Some((at, wait)) => {
-                        tokio::time::sleep_until(at.into()).await;
-                        wait
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            let input = match self.held.as_mut() {
-                None if timeout.is_none() => Input::Client(self.client.read_more().await),
-                None => tokio::select! {
-                    r = self.client.read_more() => Input::Client(r),
-                    wait = expiry => Input::Timeout(wait),
-                },
-                Some(h) => {
-                    let server = &mut *h.conn;
-                    let grace = closing.map_or(CLOSING_GRACE, |d| {
-                        d.saturating_duration_since(Instant::now())
-                    });
-                    // Biased (no random start per poll): the server's replies first.
-                    tokio::select! {
-                        biased;
-                        r = server.read_more() => Input::Server(r),
-                        r = self.client.read_more(), if read_client => Input::Client(r),
-                        _ = tokio::time::sleep(grace), if closing.is_some() => continue,
-                        wait = expiry, if timeout.is_some() => Input::Timeout(wait),
-                    }
-                }
-            };
+            let input = self.next_input(closing, blocked).await;
             match input {
                 Input::Client(Ok(0)) if self.state.copy != Copy::None => {
                     self.client_gone_during_copy().await;
@@ -148,12 +111,57 @@ impl Session {
                 Input::Server(Err(e)) => self.lost(BackendError::Io(e)).await?,
                 Input::Server(Ok(_)) => self.on_server_data().await?,
                 Input::Timeout(wait) => self.timed_out(wait)?,
+                Input::Tick => {}
             }
             if self.fatal {
                 // The server ended the connection with a FATAL the client now has: PostgreSQL
                 // closes the client's connection right after it, and so does pgroute.
                 self.flush_client().await?;
                 return Err(Error::ServerClosed);
+            }
+        }
+    }
+
+    /// Waits for whichever speaks first: the held server, the client, or a timeout. While a unit
+    /// waits, the client is still read (up to a bound), so that a client that goes away is
+    /// noticed whatever the server is doing.
+    async fn next_input(&mut self, closing: Option<Instant>, blocked: bool) -> Input {
+        let read_client =
+            closing.is_none() && (!blocked || self.client.buffered() < BLOCKED_READ_LIMIT);
+        let timeout = if closing.is_none() {
+            self.timeout()
+        } else {
+            None
+        };
+        // No timer at all unless a timeout applies.
+        let expiry = async move {
+            match timeout {
+                Some((at, wait)) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    wait
+                }
+                None => std::future::pending().await,
+            }
+        };
+        match self.held.as_mut() {
+            None if timeout.is_none() => Input::Client(self.client.read_more().await),
+            None => tokio::select! {
+                r = self.client.read_more() => Input::Client(r),
+                wait = expiry => Input::Timeout(wait),
+            },
+            Some(h) => {
+                let server = &mut *h.conn;
+                let grace = closing.map_or(CLOSING_GRACE, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                // Biased (no random start per poll): the server's replies first.
+                tokio::select! {
+                    biased;
+                    r = server.read_more() => Input::Server(r),
+                    r = self.client.read_more(), if read_client => Input::Client(r),
+                    _ = tokio::time::sleep(grace), if closing.is_some() => Input::Tick,
+                    wait = expiry, if timeout.is_some() => Input::Timeout(wait),
+                }
             }
         }
     }

@@ -191,14 +191,10 @@ async fn login(
         return Err((Error::UnknownRole(user_name), Some(client)));
     };
     let scram = proxy.scram_secret(&user);
-    match tokio::time::timeout_at(deadline, startup::authenticate(&mut client, &user, &scram)).await
-    {
-        Err(_) => {
-            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "limits.startup_timeout");
-            return Err((Error::Client(e), None));
-        }
-        Ok(Err(e)) => return Err((e, Some(client))),
-        Ok(Ok(())) => {}
+    match authenticate_by(deadline, &mut client, &user, &scram).await {
+        Ok(()) => {}
+        Err(e @ Error::Client(_)) => return Err((e, None)),
+        Err(e) => return Err((e, Some(client))),
     }
     let limits = &config.limits;
     let _slot = match proxy.slots.take(
@@ -219,13 +215,10 @@ async fn login(
         &database,
     );
     let params = params::from_startup(&startup_params);
-    let consistency = &config.consistency;
-    let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
-    for (name, value) in params::own_from_startup(&startup_params) {
-        if let Err(e) = ryw.set(&name, &params::literal(&value)) {
-            return Err((Error::StartupSetting(e), Some(client)));
-        }
-    }
+    let ryw = match startup_consistency(&config, &startup_params) {
+        Ok(ryw) => ryw,
+        Err(e) => return Err((e, Some(client))),
+    };
     let functions = proxy.functions.database(&database);
     let mut session = Session::new(proxy, client, pools, params, ryw, functions);
     session.rules = steer::SessionRules::new(&user.name, &database, peer);
@@ -238,6 +231,37 @@ async fn login(
         Err(e @ Error::Client(_)) => Err((e, None)),
         Err(e) => Err((e, Some(session.client))),
     }
+}
+
+/// [`startup::authenticate`] by `deadline` (`limits.startup_timeout`); a client that takes
+/// longer gets an `Error::Client` (closed without a reply, as PostgreSQL does).
+async fn authenticate_by(
+    deadline: tokio::time::Instant,
+    client: &mut Client,
+    user: &UserConfig,
+    scram: &startup::ScramSecret,
+) -> Result<(), Error> {
+    match tokio::time::timeout_at(deadline, startup::authenticate(client, user, scram)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Client(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "limits.startup_timeout",
+        ))),
+    }
+}
+
+/// The session's read-your-writes state, with the `pgroute.*` startup parameters applied.
+fn startup_consistency(
+    config: &crate::config::Config,
+    startup_params: &BTreeMap<String, String>,
+) -> Result<consistency::Session, Error> {
+    let consistency = &config.consistency;
+    let mut ryw = consistency::Session::new(consistency.read_your_writes, consistency.stick_for);
+    for (name, value) in params::own_from_startup(startup_params) {
+        ryw.set(&name, &params::literal(&value))
+            .map_err(Error::StartupSetting)?;
+    }
+    Ok(ryw)
 }
 
 /// "NegotiateProtocolVersion … the newest minor protocol version supported by the server … and
