@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+mod copy;
 mod expect;
 
 pub use expect::{Event, Expect, ExpectKind, UnnamedChange};
@@ -91,16 +92,6 @@ impl Relay {
     /// later reply tells (see `answer_after_optional`).
     pub fn answers_without_more(&self) -> bool {
         self.awaits_replies() && self.optional_answered == 0
-    }
-
-    /// A Sync the client sent while the server is in COPY IN: the server ignores it, but if
-    /// the COPY fails before reading it (a Sync after COPY data), the server answers it.
-    pub fn sync_during_copy(&mut self, after_copy_data: bool) {
-        if after_copy_data {
-            let mut e = Expect::new(ExpectKind::Sync);
-            e.optional = true;
-            self.expects.push_back(e);
-        }
     }
 
     /// Processes every complete frame received: visible bytes are appended to `out`, and what
@@ -194,58 +185,6 @@ impl Relay {
         let (server, client) = self.pids;
         if frame.len() >= 9 && server != 0 && frame[5..9] == server.to_be_bytes() {
             out[at + 5..at + 9].copy_from_slice(&client.to_be_bytes());
-        }
-    }
-
-    /// The COPY IN the front statement started ended: with success, every Sync sent during it
-    /// was ignored; with an error, those sent after COPY data may still be answered.
-    fn copy_ended(&mut self, failed: bool, events: &mut Vec<Event>) {
-        self.copy_in = false;
-        if !failed {
-            let end = self.copy_region_end();
-            let mut i = 1;
-            let mut end = end;
-            while i < end {
-                if self.expects[i].optional {
-                    self.expects.remove(i);
-                    end -= 1;
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        events.push(Event::CopyInEnded);
-    }
-
-    /// Where the messages sent during the COPY at the front end: at its CopyEnd marker, or at
-    /// the first message other than Sync (which ends the COPY: it fails it, or the COPY had
-    /// already failed and the server reads it as usual), or at the end of the queue.
-    fn copy_region_end(&self) -> usize {
-        self.expects
-            .iter()
-            .skip(1)
-            .position(|e| e.kind != ExpectKind::Sync)
-            .map_or(self.expects.len(), |i| i + 1)
-    }
-
-    /// "The backend will ignore Flush and Sync messages received during copy-in mode": the
-    /// Syncs sent after the statement now in COPY IN and before its CopyDone/CopyFail get no
-    /// ReadyForQuery — unless the COPY fails before the server reads them, which only a Sync
-    /// sent after COPY data can see: those become optional.
-    fn copy_started(&mut self) {
-        let mut end = self.copy_region_end();
-        let mut i = 1;
-        while i < end {
-            let e = &mut self.expects[i];
-            if e.kind == ExpectKind::Sync && !e.after_copy_data {
-                self.expects.remove(i);
-                end -= 1;
-                continue;
-            }
-            if e.kind == ExpectKind::Sync {
-                e.optional = true;
-            }
-            i += 1;
         }
     }
 
@@ -345,19 +284,8 @@ impl Relay {
             own_row(&front.kind, frame, events);
         }
         if t == tag::COPY_IN {
-            self.copy_in = true;
             let extended = front.kind == ExpectKind::Execute;
-            // CopyDone/CopyFail sent before this reply came (pipelined behind the COPY)
-            // already ended it for the client: the session is not in COPY IN.
-            let region_end = self.copy_region_end();
-            let ended = self
-                .expects
-                .get(region_end)
-                .is_some_and(|e| e.kind == ExpectKind::CopyEnd);
-            if !ended {
-                events.push(Event::CopyIn { extended });
-            }
-            self.copy_started();
+            self.copy_started(extended, events);
         }
         if completes {
             self.complete(t, frame, events, reported);
