@@ -39,6 +39,28 @@ pub async fn get_at(addr: SocketAddr, path: &str) -> (u16, String, String) {
 }
 
 /// `/metrics`, parsed.
+/// Scrapes until `check` holds (the monitor needs a probe or two), at most `within`.
+pub async fn scrape_until(
+    proxy: &TestProxy,
+    what: &str,
+    within: std::time::Duration,
+    check: impl Fn(&Metrics) -> bool,
+) -> Metrics {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let m = scrape(proxy).await;
+        if check(&m) {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never seen in\n{:?}",
+            m.0.samples
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn scrape(proxy: &TestProxy) -> Metrics {
     let (status, head, body) = get(proxy, "/metrics").await;
     assert_eq!(status, 200, "{head}\n{body}");

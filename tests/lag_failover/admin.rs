@@ -8,27 +8,6 @@ use common::scrape::{self, Metrics};
 
 const ADMIN: &str = "max_time = \"300ms\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
-/// Scrapes until `check` holds, at most [`SETTLE`].
-async fn scrape_until(
-    proxy: &common::TestProxy,
-    what: &str,
-    check: impl Fn(&Metrics) -> bool,
-) -> Metrics {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let m = scrape::scrape(proxy).await;
-        if check(&m) {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never seen in\n{:?}",
-            m.0.samples
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Polls `/ready` until it answers `status`, at most `within`; returns the body.
 async fn ready_becomes(proxy: &common::TestProxy, status: u16, within: Duration) -> String {
     let deadline = Instant::now() + within;
@@ -59,7 +38,7 @@ async fn lagging_replicas_show_in_the_metrics_and_their_reads_reason() {
     .await;
     let writer = pause_both_replicas(&cluster).await;
     let lagging = |m: &Metrics, node: &str| m.value("pgroute_node_lagging", &[("node", node)]);
-    let m = scrape_until(&proxy, "both replicas lagging", |m| {
+    let m = scrape::scrape_until(&proxy, "both replicas lagging", SETTLE, |m| {
         lagging(m, "node1") == 1.0 && lagging(m, "node2") == 1.0
     })
     .await;
@@ -85,7 +64,7 @@ async fn lagging_replicas_show_in_the_metrics_and_their_reads_reason() {
     for node in [1, 2] {
         on_node(&cluster, node, "SELECT pg_wal_replay_resume()");
     }
-    scrape_until(&proxy, "replicas caught up", |m| {
+    scrape::scrape_until(&proxy, "replicas caught up", SETTLE, |m| {
         lagging(m, "node1") == 0.0 && lagging(m, "node2") == 0.0
     })
     .await;

@@ -105,13 +105,7 @@ async fn an_old_primary_started_again_as_a_primary_is_fenced() {
         ("primary", "2"),
         "right after the promotion (last checkpoint's timeline: {checkpoint_tli}): {row:?}"
     );
-    poll_until("node 2 to follow timeline 2", SETTLE, || async {
-        let row = node_row(&client, 2).await;
-        (row["timeline"] == "2" && row["takes_reads"] == "true")
-            .then_some(())
-            .ok_or(row)
-    })
-    .await;
+    follows_timeline(&client, 2, "2").await;
 
     blocking(|| cluster.start_node(0)).expect("start the old primary again");
     assert_eq!(
@@ -335,13 +329,7 @@ async fn two_primaries_on_the_same_timeline_refuse_writes_and_reads_go_on() {
             "{rows:?}"
         );
     }
-    poll_until("node 3 to follow timeline 2", SETTLE, || async {
-        let row = node_row(&client, 3).await;
-        (row["timeline"] == "2" && row["takes_reads"] == "true")
-            .then_some(())
-            .ok_or(row)
-    })
-    .await;
+    follows_timeline(&client, 3, "2").await;
     // Reads go on on node 3 for well over lag.max_time, and writes stay refused.
     let began = Instant::now();
     while began.elapsed() < Duration::from_millis(1500) {
@@ -361,4 +349,19 @@ async fn two_primaries_on_the_same_timeline_refuse_writes_and_reads_go_on() {
     })
     .await;
     assert_eq!(ran_on, p1, "writes run on node 1 once node 2 is gone");
+}
+
+/// Waits until replica `node` reports `timeline` in `SHOW pgroute.nodes` and takes reads.
+async fn follows_timeline(client: &Client, node: usize, timeline: &str) {
+    poll_until(
+        &format!("node {node} to follow timeline {timeline}"),
+        SETTLE,
+        || async {
+            let row = node_row(client, node).await;
+            (row["timeline"] == timeline && row["takes_reads"] == "true")
+                .then_some(())
+                .ok_or(row)
+        },
+    )
+    .await;
 }

@@ -50,23 +50,6 @@ async fn run(
     (port, route)
 }
 
-/// Scrapes until `check` holds (the monitor needs a probe or two), at most 10 s.
-async fn scrape_until(proxy: &TestProxy, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = scrape::scrape(proxy).await;
-        if check(&m) {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never seen in\n{:?}",
-            m.0.samples
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_are_counted_by_the_node_they_ran_on_and_the_reason() {
     let proxy = start_proxy(cluster(), ADMIN);
@@ -195,9 +178,12 @@ async fn connections_nodes_and_errors_are_shown() {
         .expect_err("pgroute's own error");
     assert_eq!(e.code(), Some(&SqlState::UNDEFINED_OBJECT), "{e}");
 
-    let m = scrape_until(&proxy, "every node probed up", |m| {
-        (0..3).all(|n| m.value("pgroute_node_up", &[("node", &format!("node{n}"))]) == 1.0)
-    })
+    let m = scrape::scrape_until(
+        &proxy,
+        "every node probed up",
+        Duration::from_secs(10),
+        |m| (0..3).all(|n| m.value("pgroute_node_up", &[("node", &format!("node{n}"))]) == 1.0),
+    )
     .await;
     assert_eq!(
         m.value("pgroute_client_errors_total", &[("class", "42")]),
